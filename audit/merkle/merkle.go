@@ -269,7 +269,7 @@ func VerifyConsistency(size1, size2 uint64, root1, root2 Hash, proof []Hash) err
 		fn >>= 1
 		sn >>= 1
 	}
-	fr, sr := proof[0], proof[0] // step 5
+	fr, sr := proof[0], proof[0]  // step 5
 	for i, c := range proof[1:] { // step 6
 		if sn == 0 {
 			return fmt.Errorf("%w: %d extra hashes in consistency proof", ErrInvalidProof, len(proof)-1-i)
