@@ -1,0 +1,115 @@
+package kernels
+
+import "math"
+
+// Attention computes causal scaled dot-product attention (Vaswani et al.
+// 2017, eq. 1: softmax(QKᵀ/√d)V) with grouped-query heads (Ainslie et al.
+// 2023): query head h reads key/value head h/(nHeads/nKV).
+//
+// q and out are nq×(nHeads·headDim), k and v are nk×(nKV·headDim), all
+// row-major with heads side by side as in the q_proj/k_proj/v_proj outputs
+// of a Llama layer. The queries are the last nq of nk positions: query i
+// sits at position off = nk−nq+i and attends keys 0 … off, so nq == nk is a
+// whole sequence and nq < nk continues one held in a key/value cache.
+// scratch must hold at least nq·nk elements. Reference loop:
+//
+//	for h := 0; h < nHeads; h++ {
+//		g := h / (nHeads / nKV)
+//		for i := 0; i < nq; i++ {
+//			off := nk - nq + i
+//			for j := 0; j <= off; j++ {
+//				s[j] = dot(q[i, h, :], k[j, g, :]) / sqrt(headDim)
+//			}
+//			p := softmax(s[:off+1])
+//			for d := 0; d < headDim; d++ {
+//				out[i, h, d] = Σ_{j≤off} p[j] * v[j, g, d]
+//			}
+//		}
+//	}
+func Attention[F Float](out, q, k, v []F, nq, nk, nHeads, nKV, headDim int, scratch []F) {
+	checkAttention(len(out), len(q), len(k), len(v), nq, nk, nHeads, nKV, headDim)
+	if len(scratch) < nq*nk {
+		panic("kernels: Attention scratch too short")
+	}
+	if nq == 0 {
+		return
+	}
+	qd, kd := nHeads*headDim, nKV*headDim
+	group := nHeads / nKV
+	scale := F(1 / math.Sqrt(float64(headDim)))
+	p := scratch[:nq*nk]
+	for h := 0; h < nHeads; h++ {
+		g := h / group
+		attentionProbs(p, q[h*headDim:], k[g*headDim:], nq, nk, qd, kd, headDim, scale)
+		// out_h = P V_g
+		Gemm(false, false, nq, headDim, nk, 1, p, nk, v[g*headDim:], kd, 0, out[h*headDim:], qd)
+	}
+}
+
+// attentionProbs writes P = causal softmax(scale·Q_h K_gᵀ) into p (nq×nk),
+// with zeros above the causal diagonal.
+func attentionProbs[F Float](p, qh, kg []F, nq, nk, qd, kd, headDim int, scale F) {
+	Gemm(false, true, nq, nk, headDim, scale, qh, qd, kg, kd, 0, p, nk)
+	for i := 0; i < nq; i++ {
+		off := nk - nq + i
+		row := p[i*nk : i*nk+nk]
+		softmaxRow(row[:off+1], row[:off+1])
+		clear(row[off+1:])
+	}
+}
+
+// AttentionBackward computes the gradients of [Attention] with respect to
+// q, k and v from dout, overwriting dq, dk and dv (shaped like q, k, v).
+// With P the causal attention probabilities of head h and S = P's logits:
+//
+//	dV_g += Pᵀ·dO_h
+//	dP    = dO_h·V_gᵀ
+//	dS    = P ⊙ (dP − rowsum(P ⊙ dP))          (softmax backward)
+//	dQ_h  = dS·K_g / √headDim
+//	dK_g += dSᵀ·Q_h / √headDim
+//
+// P is recomputed from q and k rather than stored. scratch must hold at
+// least 2·nq·nk elements.
+func AttentionBackward[F Float](dq, dk, dv, dout, q, k, v []F, nq, nk, nHeads, nKV, headDim int, scratch []F) {
+	checkAttention(len(dout), len(q), len(k), len(v), nq, nk, nHeads, nKV, headDim)
+	if len(dq) < len(q) || len(dk) < nk*nKV*headDim || len(dv) < nk*nKV*headDim {
+		panic("kernels: AttentionBackward gradient slices too short")
+	}
+	if len(scratch) < 2*nq*nk {
+		panic("kernels: AttentionBackward scratch too short")
+	}
+	qd, kd := nHeads*headDim, nKV*headDim
+	clear(dk[:nk*kd])
+	clear(dv[:nk*kd])
+	if nq == 0 {
+		return
+	}
+	group := nHeads / nKV
+	scale := F(1 / math.Sqrt(float64(headDim)))
+	p, dp := scratch[:nq*nk], scratch[nq*nk:2*nq*nk]
+	for h := 0; h < nHeads; h++ {
+		g := h / group
+		attentionProbs(p, q[h*headDim:], k[g*headDim:], nq, nk, qd, kd, headDim, scale)
+		Gemm(true, false, nk, headDim, nq, 1, p, nk, dout[h*headDim:], qd, 1, dv[g*headDim:], kd)
+		Gemm(false, true, nq, nk, headDim, 1, dout[h*headDim:], qd, v[g*headDim:], kd, 0, dp, nk)
+		for i := 0; i < nq; i++ {
+			off := nk - nq + i
+			softmaxBackRow(dp[i*nk:i*nk+off+1], dp[i*nk:i*nk+off+1], p[i*nk:i*nk+off+1])
+			clear(dp[i*nk+off+1 : i*nk+nk])
+		}
+		Gemm(false, false, nq, headDim, nk, scale, dp, nk, k[g*headDim:], kd, 0, dq[h*headDim:], qd)
+		Gemm(true, false, nk, headDim, nq, scale, dp, nk, q[h*headDim:], qd, 1, dk[g*headDim:], kd)
+	}
+}
+
+func checkAttention(lout, lq, lk, lv, nq, nk, nHeads, nKV, headDim int) {
+	if nHeads <= 0 || nKV <= 0 || nHeads%nKV != 0 || headDim <= 0 {
+		panic("kernels: Attention head counts: nKV must divide nHeads")
+	}
+	if nq < 0 || nq > nk {
+		panic("kernels: Attention needs 0 ≤ nq ≤ nk")
+	}
+	if lout < nq*nHeads*headDim || lq < nq*nHeads*headDim || lk < nk*nKV*headDim || lv < nk*nKV*headDim {
+		panic("kernels: Attention slices too short")
+	}
+}

@@ -1,0 +1,239 @@
+package kernels
+
+import (
+	"math"
+	"unsafe"
+)
+
+// Float is the element type of the generic transformer operations: float32
+// for training and inference, float64 for reference computations and
+// gradient checks. The same code runs in both precisions.
+type Float interface{ float32 | float64 }
+
+// Gemm is [Sgemm] for float32 and [Dgemm] for float64: C = alpha*op(A)*op(B)
+// + beta*C, row-major, with the same contract. It lets code written over
+// [Float] reach the fast float32 path.
+func Gemm[F Float](transA, transB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb int, beta F, c []F, ldc int) {
+	var zero F
+	switch any(zero).(type) {
+	case float32:
+		Sgemm(transA, transB, m, n, k, float32(alpha), opsAs[float32](a), lda, opsAs[float32](b), ldb, float32(beta), opsAs[float32](c), ldc)
+	case float64:
+		Dgemm(transA, transB, m, n, k, float64(alpha), opsAs[float64](a), lda, opsAs[float64](b), ldb, float64(beta), opsAs[float64](c), ldc)
+	}
+}
+
+// opsAs reinterprets s as a slice of T; F and T are the same type at every
+// call site (selected by a type switch), so this is a no-op view.
+func opsAs[T, F Float](s []F) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&s[0])), len(s))
+}
+
+func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+
+// SiLU computes dst = x·σ(x) elementwise (Elfwing et al. 2018, eq. 1;
+// Hendrycks & Gimpel's GELU paper calls it SiLU). Reference loop:
+//
+//	for i := range x {
+//		dst[i] = x[i] / (1 + exp(-x[i]))
+//	}
+//
+// dst may alias x.
+func SiLU[F Float](dst, x []F) {
+	if len(dst) != len(x) {
+		panic("kernels: SiLU length mismatch")
+	}
+	for i, v := range x {
+		xf := float64(v)
+		dst[i] = F(xf * sigmoid(xf))
+	}
+}
+
+// SiLUBackward computes dx = dy·dSiLU/dx, with
+// d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x))). Reference loop:
+//
+//	for i := range x {
+//		s := 1 / (1 + exp(-x[i]))
+//		dx[i] = dy[i] * s * (1 + x[i]*(1-s))
+//	}
+//
+// dx may alias dy.
+func SiLUBackward[F Float](dx, dy, x []F) {
+	if len(dx) != len(x) || len(dy) != len(x) {
+		panic("kernels: SiLUBackward length mismatch")
+	}
+	for i, v := range x {
+		xf := float64(v)
+		s := sigmoid(xf)
+		dx[i] = F(float64(dy[i]) * s * (1 + xf*(1-s)))
+	}
+}
+
+// SwiGLU computes the gated feed-forward activation of Llama
+// (Shazeer 2020, "GLU Variants Improve Transformer", eq. 6 with Swish₁):
+// dst = SiLU(g) ⊙ u. Reference loop:
+//
+//	for i := range g {
+//		dst[i] = g[i] / (1 + exp(-g[i])) * u[i]
+//	}
+//
+// dst may alias g or u.
+func SwiGLU[F Float](dst, g, u []F) {
+	if len(dst) != len(g) || len(u) != len(g) {
+		panic("kernels: SwiGLU length mismatch")
+	}
+	for i, v := range g {
+		gf := float64(v)
+		dst[i] = F(gf * sigmoid(gf) * float64(u[i]))
+	}
+}
+
+// SwiGLUBackward computes the gradients of dst = SiLU(g) ⊙ u. Reference loop:
+//
+//	for i := range g {
+//		s := 1 / (1 + exp(-g[i]))
+//		dg[i] = dy[i] * u[i] * s * (1 + g[i]*(1-s))
+//		du[i] = dy[i] * g[i] * s
+//	}
+//
+// dg and du are overwritten; dg may alias g and du may alias u (each input
+// element is read before its output is written).
+func SwiGLUBackward[F Float](dg, du, dy, g, u []F) {
+	n := len(g)
+	if len(dg) != n || len(du) != n || len(dy) != n || len(u) != n {
+		panic("kernels: SwiGLUBackward length mismatch")
+	}
+	for i := 0; i < n; i++ {
+		gf, uf, dyf := float64(g[i]), float64(u[i]), float64(dy[i])
+		s := sigmoid(gf)
+		dg[i] = F(dyf * uf * s * (1 + gf*(1-s)))
+		du[i] = F(dyf * gf * s)
+	}
+}
+
+// Softmax computes a numerically stable softmax of each of the rows of x
+// (rows×n, row-major). Reference loop:
+//
+//	for r := 0; r < rows; r++ {
+//		m := max(x[r*n : r*n+n])
+//		var z float64
+//		for j := 0; j < n; j++ {
+//			z += exp(x[r*n+j] - m)
+//		}
+//		for j := 0; j < n; j++ {
+//			dst[r*n+j] = exp(x[r*n+j]-m) / z
+//		}
+//	}
+//
+// dst may alias x.
+func Softmax[F Float](dst, x []F, rows, n int) {
+	if len(x) < rows*n || len(dst) < rows*n {
+		panic("kernels: Softmax slice too short")
+	}
+	for r := 0; r < rows; r++ {
+		softmaxRow(dst[r*n:r*n+n], x[r*n:r*n+n])
+	}
+}
+
+func softmaxRow[F Float](dst, x []F) {
+	if len(x) == 0 {
+		return
+	}
+	m := x[0]
+	for _, v := range x[1:] {
+		if v > m {
+			m = v
+		}
+	}
+	var z float64
+	for j, v := range x {
+		e := math.Exp(float64(v - m))
+		dst[j] = F(e)
+		z += e
+	}
+	inv := 1 / z
+	for j := range dst {
+		dst[j] = F(float64(dst[j]) * inv)
+	}
+}
+
+// SoftmaxBackward computes dx from dy for y = Softmax(x):
+// dx = y ⊙ (dy − ⟨dy, y⟩) per row. Reference loop:
+//
+//	for r := 0; r < rows; r++ {
+//		var s float64
+//		for j := 0; j < n; j++ {
+//			s += dy[r*n+j] * y[r*n+j]
+//		}
+//		for j := 0; j < n; j++ {
+//			dx[r*n+j] = y[r*n+j] * (dy[r*n+j] - s)
+//		}
+//	}
+//
+// dx may alias dy.
+func SoftmaxBackward[F Float](dx, dy, y []F, rows, n int) {
+	if len(dx) < rows*n || len(dy) < rows*n || len(y) < rows*n {
+		panic("kernels: SoftmaxBackward slice too short")
+	}
+	for r := 0; r < rows; r++ {
+		softmaxBackRow(dx[r*n:r*n+n], dy[r*n:r*n+n], y[r*n:r*n+n])
+	}
+}
+
+func softmaxBackRow[F Float](dx, dy, y []F) {
+	var s float64
+	for j := range y {
+		s += float64(dy[j]) * float64(y[j])
+	}
+	for j := range y {
+		dx[j] = F(float64(y[j]) * (float64(dy[j]) - s))
+	}
+}
+
+// Embedding gathers rows of table (vocab×dim) into dst (len(ids)×dim).
+// Reference loop:
+//
+//	for t, id := range ids {
+//		copy(dst[t*dim:(t+1)*dim], table[id*dim:(id+1)*dim])
+//	}
+//
+// An id outside [0, len(table)/dim) panics; callers validate token ids.
+func Embedding[F Float](dst, table []F, ids []int, dim int) {
+	if len(dst) < len(ids)*dim {
+		panic("kernels: Embedding dst too short")
+	}
+	vocab := len(table) / dim
+	for t, id := range ids {
+		if id < 0 || id >= vocab {
+			panic("kernels: Embedding id out of range")
+		}
+		copy(dst[t*dim:(t+1)*dim], table[id*dim:(id+1)*dim])
+	}
+}
+
+// EmbeddingBackward scatter-adds dy (len(ids)×dim) into the table gradient.
+// Reference loop:
+//
+//	for t, id := range ids {
+//		for j := 0; j < dim; j++ {
+//			dtable[id*dim+j] += dy[t*dim+j]
+//		}
+//	}
+func EmbeddingBackward[F Float](dtable, dy []F, ids []int, dim int) {
+	if len(dy) < len(ids)*dim {
+		panic("kernels: EmbeddingBackward dy too short")
+	}
+	vocab := len(dtable) / dim
+	for t, id := range ids {
+		if id < 0 || id >= vocab {
+			panic("kernels: EmbeddingBackward id out of range")
+		}
+		row := dtable[id*dim : (id+1)*dim]
+		for j, v := range dy[t*dim : (t+1)*dim] {
+			row[j] += v
+		}
+	}
+}
