@@ -1,0 +1,41 @@
+//go:build !purego
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+// hasAVX2FMA reports whether the assembly micro-kernel can run: the CPU has
+// AVX2 and FMA3 and the OS saves the YMM registers (x/sys/cpu checks
+// XGETBV for the latter).
+var hasAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// bestKernel is the micro-kernel of the native backend.
+var bestKernel microKernel = pickKernel()
+
+func pickKernel() microKernel {
+	if hasAVX2FMA {
+		return kernelAVX2
+	}
+	return kernelGo
+}
+
+// nativeKernelName describes bestKernel.
+var nativeKernelName = func() string {
+	if hasAVX2FMA {
+		return "avx2+fma 6x16 (amd64 assembly)"
+	}
+	return "go 6x16 (CPU lacks AVX2/FMA)"
+}()
+
+// kernelAVX2 is the microKernel in AVX2+FMA assembly: the 6×16 tile of C is
+// held in twelve YMM registers, each step broadcasts one packed element of
+// A and multiplies it into two YMM loads of packed B with VFMADD231PS.
+func kernelAVX2(kc int, alpha float32, a, b []float32, beta float32, c []float32, ldc int) {
+	_ = a[kc*gemmMR-1]
+	_ = b[kc*gemmNR-1]
+	_ = c[(gemmMR-1)*ldc+gemmNR-1]
+	sgemmKernel6x16(kc, alpha, &a[0], &b[0], beta, &c[0], ldc)
+}
+
+//go:noescape
+func sgemmKernel6x16(kc int, alpha float32, a, b *float32, beta float32, c *float32, ldc int)

@@ -1,0 +1,153 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// One step p of the 6×16 micro-kernel (see kernelGo): two YMM loads of the
+// packed B row p, six broadcasts of the packed A column p, twelve fused
+// multiply-adds into the accumulators Y0..Y11 (row r in Y(2r), Y(2r+1)).
+#define STEP(ao, bo) \
+	VMOVUPS      bo(BX), Y12     \
+	VMOVUPS      bo+32(BX), Y13  \
+	VBROADCASTSS ao(AX), Y14     \
+	VFMADD231PS  Y12, Y14, Y0    \
+	VFMADD231PS  Y13, Y14, Y1    \
+	VBROADCASTSS ao+4(AX), Y15   \
+	VFMADD231PS  Y12, Y15, Y2    \
+	VFMADD231PS  Y13, Y15, Y3    \
+	VBROADCASTSS ao+8(AX), Y14   \
+	VFMADD231PS  Y12, Y14, Y4    \
+	VFMADD231PS  Y13, Y14, Y5    \
+	VBROADCASTSS ao+12(AX), Y15  \
+	VFMADD231PS  Y12, Y15, Y6    \
+	VFMADD231PS  Y13, Y15, Y7    \
+	VBROADCASTSS ao+16(AX), Y14  \
+	VFMADD231PS  Y12, Y14, Y8    \
+	VFMADD231PS  Y13, Y14, Y9    \
+	VBROADCASTSS ao+20(AX), Y15  \
+	VFMADD231PS  Y12, Y15, Y10   \
+	VFMADD231PS  Y13, Y15, Y11
+
+// C row = Y(lo), Y(hi) with C not read.
+#define STORE(lo, hi) \
+	VMOVUPS lo, (DX)     \
+	VMOVUPS hi, 32(DX)   \
+	ADDQ    SI, DX
+
+// C row = beta*C + Y(lo), Y(hi); beta is broadcast in Y15.
+#define UPDATE(lo, hi) \
+	VFMADD231PS (DX), Y15, lo    \
+	VFMADD231PS 32(DX), Y15, hi  \
+	VMOVUPS     lo, (DX)         \
+	VMOVUPS     hi, 32(DX)       \
+	ADDQ        SI, DX
+
+// func sgemmKernel6x16(kc int, alpha float32, a, b *float32, beta float32, c *float32, ldc int)
+TEXT ·sgemmKernel6x16(SB), NOSPLIT, $0-56
+	MOVQ kc+0(FP), CX
+	MOVQ a+16(FP), AX
+	MOVQ b+24(FP), BX
+	MOVQ c+40(FP), DX
+	MOVQ ldc+48(FP), SI
+	SHLQ $2, SI
+
+	// Warm the six rows of the C tile while the loop runs.
+	MOVQ DX, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 32(DI)
+	ADDQ SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 32(DI)
+	ADDQ SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 32(DI)
+	ADDQ SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 32(DI)
+	ADDQ SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 32(DI)
+	ADDQ SI, DI
+	PREFETCHT0 (DI)
+	PREFETCHT0 32(DI)
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+	MOVQ CX, R8
+	SHRQ $2, R8
+	ANDQ $3, CX
+	TESTQ R8, R8
+	JZ   tail
+
+loop4:
+	PREFETCHT0 384(AX)
+	STEP(0, 0)
+	STEP(24, 64)
+	PREFETCHT0 448(AX)
+	STEP(48, 128)
+	STEP(72, 192)
+	ADDQ $96, AX
+	ADDQ $256, BX
+	DECQ R8
+	JNZ  loop4
+
+tail:
+	TESTQ CX, CX
+	JZ    scale
+
+loop1:
+	STEP(0, 0)
+	ADDQ $24, AX
+	ADDQ $64, BX
+	DECQ CX
+	JNZ  loop1
+
+scale:
+	VBROADCASTSS alpha+8(FP), Y14
+	VMULPS Y14, Y0, Y0
+	VMULPS Y14, Y1, Y1
+	VMULPS Y14, Y2, Y2
+	VMULPS Y14, Y3, Y3
+	VMULPS Y14, Y4, Y4
+	VMULPS Y14, Y5, Y5
+	VMULPS Y14, Y6, Y6
+	VMULPS Y14, Y7, Y7
+	VMULPS Y14, Y8, Y8
+	VMULPS Y14, Y9, Y9
+	VMULPS Y14, Y10, Y10
+	VMULPS Y14, Y11, Y11
+
+	// beta == ±0 (all bits but the sign clear): store without reading C.
+	MOVL beta+32(FP), R9
+	SHLL $1, R9
+	JNZ  update
+
+	STORE(Y0, Y1)
+	STORE(Y2, Y3)
+	STORE(Y4, Y5)
+	STORE(Y6, Y7)
+	STORE(Y8, Y9)
+	STORE(Y10, Y11)
+	VZEROUPPER
+	RET
+
+update:
+	VBROADCASTSS beta+32(FP), Y15
+	UPDATE(Y0, Y1)
+	UPDATE(Y2, Y3)
+	UPDATE(Y4, Y5)
+	UPDATE(Y6, Y7)
+	UPDATE(Y8, Y9)
+	UPDATE(Y10, Y11)
+	VZEROUPPER
+	RET

@@ -1,0 +1,42 @@
+package kernels
+
+// kernelGo is the pure-Go micro-kernel (see microKernel). Reference loop:
+//
+//	for r := 0; r < gemmMR; r++ {
+//		for j := 0; j < gemmNR; j++ {
+//			var s float32
+//			for p := 0; p < kc; p++ {
+//				s += a[p*gemmMR+r] * b[p*gemmNR+j]
+//			}
+//			c[r*ldc+j] = alpha*s + beta*c[r*ldc+j] // C not read when beta == 0
+//		}
+//	}
+func kernelGo(kc int, alpha float32, a, b []float32, beta float32, c []float32, ldc int) {
+	var acc [gemmMR][gemmNR]float32
+	a = a[:kc*gemmMR]
+	b = b[:kc*gemmNR]
+	for p := 0; p < kc; p++ {
+		ap := (*[gemmMR]float32)(a[p*gemmMR:])
+		bp := (*[gemmNR]float32)(b[p*gemmNR:])
+		for r := range gemmMR {
+			x := ap[r]
+			row := &acc[r]
+			for j := range gemmNR {
+				row[j] += x * bp[j]
+			}
+		}
+	}
+	_ = c[(gemmMR-1)*ldc+gemmNR-1]
+	for r := range gemmMR {
+		row := (*[gemmNR]float32)(c[r*ldc:])
+		if beta == 0 {
+			for j := range gemmNR {
+				row[j] = alpha * acc[r][j]
+			}
+			continue
+		}
+		for j := range gemmNR {
+			row[j] = alpha*acc[r][j] + beta*row[j]
+		}
+	}
+}
