@@ -1,0 +1,188 @@
+package tokenizer
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Fixtures: real published tokenizer.json files (Qwen3: byte-level BPE;
+// Llama 2: SentencePiece BPE with byte fallback) and the ids the JavaScript
+// reference produced for them (testdata/gen/gen.mjs).
+var fixtures = []string{"qwen3", "llama2"}
+
+var (
+	loadOnce sync.Map // name -> *loaded
+)
+
+type loaded struct {
+	once sync.Once
+	tok  *Tokenizer
+	err  error
+}
+
+// fixture loads testdata/<name>_tokenizer.json.gz once per test binary.
+func fixture(t testing.TB, name string) *Tokenizer {
+	t.Helper()
+	v, _ := loadOnce.LoadOrStore(name, &loaded{})
+	l := v.(*loaded)
+	l.once.Do(func() {
+		l.tok, l.err = Load(filepath.Join("testdata", name+"_tokenizer.json.gz"))
+	})
+	if l.err != nil {
+		t.Fatal(l.err)
+	}
+	return l.tok
+}
+
+type expected struct {
+	Text        string `json:"text"`
+	IDs         []int  `json:"ids"`
+	IDsSpecial  []int  `json:"ids_special"`
+	Decoded     string `json:"decoded"`
+	DecodedSkip string `json:"decoded_skip"`
+}
+
+func readExpected(t *testing.T, name string) []expected {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name+"_expected.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []expected
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		var e expected
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("%s_expected.jsonl:%d: %v", name, line, err)
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestReference compares Encode and Decode with the JavaScript reference on
+// every fixture string.
+func TestReference(t *testing.T) {
+	for _, name := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			tok := fixture(t, name)
+			cases := readExpected(t, name)
+			if len(cases) < 200 {
+				t.Fatalf("only %d reference strings, want at least 200", len(cases))
+			}
+			fails := 0
+			for i, c := range cases {
+				got := tok.Encode(c.Text, false)
+				if !slices.Equal(got, c.IDs) {
+					t.Errorf("case %d: Encode(%q, false)\n got %v\nwant %v", i, c.Text, got, c.IDs)
+					fails++
+				}
+				gotS := tok.Encode(c.Text, true)
+				if !slices.Equal(gotS, c.IDsSpecial) {
+					t.Errorf("case %d: Encode(%q, true)\n got %v\nwant %v", i, c.Text, gotS, c.IDsSpecial)
+					fails++
+				}
+				if d := tok.Decode(c.IDsSpecial, false); d != c.Decoded {
+					t.Errorf("case %d: Decode(ids of %q, false) = %q, want %q", i, c.Text, d, c.Decoded)
+					fails++
+				}
+				if d := tok.Decode(c.IDsSpecial, true); d != c.DecodedSkip {
+					t.Errorf("case %d: Decode(ids of %q, true) = %q, want %q", i, c.Text, d, c.DecodedSkip)
+					fails++
+				}
+				if fails > 20 {
+					t.Fatal("too many failures")
+				}
+			}
+		})
+	}
+}
+
+// TestRoundTripQwen: byte-level BPE is lossless up to the declared NFC
+// normalization, including special tokens written in the text.
+func TestRoundTripQwen(t *testing.T) {
+	tok := fixture(t, "qwen3")
+	changed := 0
+	for _, c := range readExpected(t, "qwen3") {
+		want := norm.NFC.String(c.Text)
+		if want != c.Text {
+			changed++
+		}
+		if d := tok.Decode(tok.Encode(c.Text, true), false); d != want {
+			t.Errorf("Decode(Encode(%q)) = %q, want %q", c.Text, d, want)
+		}
+	}
+	if changed == 0 {
+		t.Error("no reference string exercises NFC normalization")
+	}
+}
+
+func TestSpecialIDs(t *testing.T) {
+	q := fixture(t, "qwen3")
+	if got := q.VocabSize(); got != 151669 {
+		t.Errorf("qwen3 VocabSize = %d, want 151669", got)
+	}
+	if _, ok := q.BOS(); ok {
+		t.Errorf("qwen3 has no BOS token")
+	}
+	if id, ok := q.TokenID("<|endoftext|>"); !ok || id != 151643 {
+		t.Errorf("qwen3 TokenID(<|endoftext|>) = %d, %v", id, ok)
+	}
+	if id, ok := q.EOS(); !ok || id != 151643 {
+		// Parse-only heuristics; the tokenizer_config.json of the fixture is
+		// not next to it under the name Load looks for.
+		t.Errorf("qwen3 EOS = %d, %v; want 151643", id, ok)
+	}
+	if !q.IsSpecial(151644) || q.IsSpecial(151667) || q.IsSpecial(100) {
+		t.Errorf("qwen3 IsSpecial wrong")
+	}
+	if s, ok := q.Token(9707); !ok || s != "Hello" {
+		t.Errorf("qwen3 Token(9707) = %q, %v", s, ok)
+	}
+
+	l := fixture(t, "llama2")
+	if got := l.VocabSize(); got != 32000 {
+		t.Errorf("llama2 VocabSize = %d, want 32000", got)
+	}
+	if id, ok := l.BOS(); !ok || id != 1 {
+		t.Errorf("llama2 BOS = %d, %v; want 1", id, ok)
+	}
+	if id, ok := l.EOS(); !ok || id != 2 {
+		t.Errorf("llama2 EOS = %d, %v; want 2", id, ok)
+	}
+}
+
+// TestLoadConfig: Load reads bos_token/eos_token from a sibling
+// tokenizer_config.json.
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("testdata", "qwen3_tokenizer.json.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(filepath.Join("testdata", "qwen3_tokenizer_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "tokenizer.json"), data, 0o644)
+	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644)
+	tok, err := Load(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := tok.EOS(); !ok || id != 151645 {
+		t.Errorf("EOS = %d, %v; want <|im_end|> = 151645", id, ok)
+	}
+}
