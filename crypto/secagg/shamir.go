@@ -106,7 +106,7 @@ func (c *lagrangeCache) coefficients(ids []SiteID) []group.Scalar {
 			if k == j {
 				continue
 			}
-			num.Mul(num, xs[k])                   // Π x_k
+			num.Mul(num, xs[k])                  // Π x_k
 			den.Mul(den, diff.Sub(xs[k], xs[j])) // Π (x_k − x_j)
 		}
 		out[j] = shamirGroup.NewScalar().Mul(num, den.Inv(den))
@@ -129,4 +129,3 @@ func (c *lagrangeCache) recover(ids []SiteID, ys []group.Scalar) group.Scalar {
 	}
 	return acc
 }
-

@@ -45,12 +45,12 @@ func (e *DecodeError) Unwrap() error { return ErrMalformed }
 
 type encoder struct{ b []byte }
 
-func (e *encoder) u8(v uint8)        { e.b = append(e.b, v) }
-func (e *encoder) u32(v uint32)      { e.b = binary.BigEndian.AppendUint32(e.b, v) }
-func (e *encoder) u64(v uint64)      { e.b = binary.BigEndian.AppendUint64(e.b, v) }
-func (e *encoder) fixed(v []byte)    { e.b = append(e.b, v...) }
-func (e *encoder) site(v SiteID)     { e.u32(uint32(v)) }
-func (e *encoder) bytes(v []byte)    { e.u32(uint32(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) u8(v uint8)     { e.b = append(e.b, v) }
+func (e *encoder) u32(v uint32)   { e.b = binary.BigEndian.AppendUint32(e.b, v) }
+func (e *encoder) u64(v uint64)   { e.b = binary.BigEndian.AppendUint64(e.b, v) }
+func (e *encoder) fixed(v []byte) { e.b = append(e.b, v...) }
+func (e *encoder) site(v SiteID)  { e.u32(uint32(v)) }
+func (e *encoder) bytes(v []byte) { e.u32(uint32(len(v))); e.b = append(e.b, v...) }
 func (e *encoder) header(typ uint8, round uint64) {
 	e.u8(wireVersion)
 	e.u8(typ)
