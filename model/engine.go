@@ -29,16 +29,16 @@ type engine[F kernels.Float] struct {
 
 	cos, sin []F // rotary table for positions [0, maxSeq)
 
-	h                                    [][]F // L+1 residual streams
+	h                                     [][]F // L+1 residual streams
 	hm, xn1, xn2, q, k, v, att, g, u, act [][]F // per layer
-	rs1, rs2                             [][]F
-	rsf, xnf                             []F
-	lu, xd                               [][numMods][]F // LoRA x·Aᵀ and dropped-out inputs
-	logits, lossRow, lse, dloss          []F
-	ids, tgt                             []int
-	segs                                 []segment
-	counts                               []int
-	tg                                   []gradTarget[F]
+	rs1, rs2                              [][]F
+	rsf, xnf                              []F
+	lu, xd                                [][numMods][]F // LoRA x·Aᵀ and dropped-out inputs
+	logits, lossRow, lse, dloss           []F
+	ids, tgt                              []int
+	segs                                  []segment
+	counts                                []int
+	tg                                    []gradTarget[F]
 
 	dh, dx, dq, datt, dk, dv, dact, dg, du, dU, dxd []F
 	scratch                                         []F
@@ -130,8 +130,10 @@ func (e *engine[F]) load(batch []Example) (T int, err error) {
 		if err := e.d.checkLen(n); err != nil {
 			return 0, fmt.Errorf("example %d: %v", i, err)
 		}
-		if err := e.d.checkTokens(fmt.Sprintf("example %d input_ids", i), ex.InputIDs); err != nil {
-			return 0, err
+		for t, id := range ex.InputIDs {
+			if id < 0 || id >= e.d.V {
+				return 0, fmt.Errorf("example %d input_ids: token %d at position %d is outside the vocabulary [0, %d)", i, id, t, e.d.V)
+			}
 		}
 		cnt := 0
 		for t, y := range ex.Labels {

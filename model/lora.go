@@ -180,8 +180,8 @@ func newAdapter(d dims, c LoRAConfig) *Adapter {
 // lora A" ‖ seed ‖ layer ‖ module), 53 bits per value, so they depend only
 // on (seed, layer, module, in) and are identical on every platform.
 func InitA(a []float32, seed int64, layer int, module string, in int) {
-	gain := math.Sqrt(2 / (1 + 5.0))             // calculate_gain("leaky_relu", √5)
-	bound := gain * math.Sqrt(3/float64(in))     // kaiming_uniform_: √3·gain/√fan_in
+	gain := math.Sqrt(2 / (1 + 5.0))         // calculate_gain("leaky_relu", √5)
+	bound := gain * math.Sqrt(3/float64(in)) // kaiming_uniform_: √3·gain/√fan_in
 	h := sha256.New()
 	h.Write([]byte("fedtune lora A\x00"))
 	var buf [16]byte

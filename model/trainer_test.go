@@ -1,0 +1,246 @@
+package model
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/fedtune/fedtune/model/hf"
+)
+
+func newGrads(n, p int) [][]float32 {
+	g := make([][]float32, n)
+	for i := range g {
+		g[i] = make([]float32, p)
+	}
+	return g
+}
+
+// TestPerExampleSumEqualsBatchGrad checks Σ_i PerExampleGrads = BatchGrad,
+// with dropout (same seed and step) and GQA.
+func TestPerExampleSumEqualsBatchGrad(t *testing.T) {
+	for _, ffa := range []bool{false, true} {
+		m := tinyModel(t, tinyConfig(hf.ArchQwen2, 4, 2, 0), 11)
+		a, err := NewAdapter(m, LoRAConfig{R: 4, Alpha: 8, Dropout: 0.1, FFA: ffa, TargetModules: allModules, ASeed: 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		randomizeB(a, 5)
+		batch := testBatch()
+		tr := m.NewTrainer(a, TrainerOptions{MaxBatch: 4, MaxSeq: 8, DropoutSeed: 77})
+		per := newGrads(len(batch), a.NumTrainable())
+		l1, l2 := make([]float64, 4), make([]float64, 4)
+		if err := tr.PerExampleGrads(batch, per, l1); err != nil {
+			t.Fatal(err)
+		}
+		tr.SetDropoutSeed(77)
+		sum := make([]float32, a.NumTrainable())
+		if err := tr.BatchGrad(batch, sum, l2); err != nil {
+			t.Fatal(err)
+		}
+		var num, den float64
+		for j := range sum {
+			var s float64
+			for i := range per {
+				s += float64(per[i][j])
+			}
+			num += (s - float64(sum[j])) * (s - float64(sum[j]))
+			den += s * s
+		}
+		if den == 0 || math.Sqrt(num/den) > 1e-6 {
+			t.Errorf("ffa=%v: ‖Σ per-example − batch‖/‖Σ‖ = %.3g (den %v)", ffa, math.Sqrt(num/den), den)
+		}
+		for i := range l1 {
+			if l1[i] != l2[i] {
+				t.Errorf("ffa=%v: loss %d differs: %v vs %v", ffa, i, l1[i], l2[i])
+			}
+		}
+		// Eval losses (no dropout) differ from training losses with dropout
+		// but not wildly; and with the adapter's B at zero, dropout has no
+		// effect, so they are equal.
+		ev := make([]float64, 4)
+		if err := tr.Losses(batch, ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev[3] != 0 {
+			t.Errorf("eval loss of an example without targets = %v", ev[3])
+		}
+	}
+}
+
+// TestPerExampleIndependence: an example's gradient does not depend on the
+// other examples of its batch (no dropout).
+func TestPerExampleIndependence(t *testing.T) {
+	m := tinyModel(t, tinyConfig(hf.ArchLlama, 4, 2, 0), 12)
+	a, _ := NewAdapter(m, LoRAConfig{R: 2, Alpha: 4, TargetModules: allModules, ASeed: 1})
+	randomizeB(a, 3)
+	batch := testBatch()
+	tr := m.NewTrainer(a, TrainerOptions{MaxBatch: 4, MaxSeq: 8})
+	per := newGrads(4, a.NumTrainable())
+	losses := make([]float64, 4)
+	if err := tr.PerExampleGrads(batch, per, losses); err != nil {
+		t.Fatal(err)
+	}
+	one := newGrads(1, a.NumTrainable())
+	l1 := make([]float64, 1)
+	if err := tr.PerExampleGrads(batch[2:3], one, l1); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(l1[0]-losses[2]) > 1e-6 {
+		t.Errorf("loss alone %v, in batch %v", l1[0], losses[2])
+	}
+	for j := range one[0] {
+		if d := math.Abs(float64(one[0][j] - per[2][j])); d > 1e-6*math.Max(1, math.Abs(float64(one[0][j]))) {
+			t.Fatalf("parameter %d: alone %v, in batch %v", j, one[0][j], per[2][j])
+		}
+	}
+}
+
+// TestDropoutDeterminism: a fixed seed reproduces gradients; another seed
+// or the next step changes them.
+func TestDropoutDeterminism(t *testing.T) {
+	m := tinyModel(t, tinyConfig(hf.ArchLlama, 2, 2, 0), 13)
+	a, _ := NewAdapter(m, LoRAConfig{R: 2, Alpha: 4, Dropout: 0.5, TargetModules: []string{"q_proj", "v_proj"}, ASeed: 1})
+	randomizeB(a, 4)
+	batch := testBatch()[:2]
+	tr := m.NewTrainer(a, TrainerOptions{MaxBatch: 2, MaxSeq: 8, DropoutSeed: 1})
+	run := func() []float32 {
+		g := make([]float32, a.NumTrainable())
+		if err := tr.BatchGrad(batch, g, make([]float64, 2)); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	g1, g2 := run(), run()
+	tr.SetDropoutSeed(1)
+	g3 := run()
+	tr.SetDropoutSeed(2)
+	g4 := run()
+	eq := func(x, y []float32) bool {
+		for i := range x {
+			if x[i] != y[i] {
+				return false
+			}
+		}
+		return true
+	}
+	if !eq(g1, g3) {
+		t.Error("same seed and step gave different gradients")
+	}
+	if eq(g1, g2) {
+		t.Error("consecutive steps used the same dropout masks")
+	}
+	if eq(g1, g4) {
+		t.Error("different seeds gave the same dropout masks")
+	}
+}
+
+// TestKaimingInit checks PEFT's default init: B zero, A uniform in
+// ±1/√in with the right spread, deterministic in the seed, and FFA's A the
+// same for the same seed.
+func TestKaimingInit(t *testing.T) {
+	m := tinyModel(t, tinyConfig(hf.ArchLlama, 2, 2, 0), 14)
+	cfg := LoRAConfig{R: 4, Alpha: 8, TargetModules: []string{"q_proj", "down_proj"}, ASeed: 123}
+	a1, _ := NewAdapter(m, cfg)
+	cfg.FFA = true
+	a2, _ := NewAdapter(m, cfg)
+	cfg.ASeed = 124
+	a3, _ := NewAdapter(m, cfg)
+	for l := 0; l < 2; l++ {
+		for _, mod := range []string{"q_proj", "down_proj"} {
+			A1, B1, ok := a1.Matrices(l, mod)
+			A2, _, _ := a2.Matrices(l, mod)
+			A3, _, _ := a3.Matrices(l, mod)
+			if !ok {
+				t.Fatalf("%d %s missing", l, mod)
+			}
+			in := len(A1) / 4
+			bound := 1 / math.Sqrt(float64(in))
+			for i, v := range A1 {
+				if math.Abs(float64(v)) > bound || v != A2[i] {
+					t.Fatalf("A[%d]=%v: bound %v, FFA copy %v", i, v, bound, A2[i])
+				}
+			}
+			same := true
+			for i := range A1 {
+				same = same && A1[i] == A3[i]
+			}
+			if same {
+				t.Errorf("seeds 123 and 124 gave the same A")
+			}
+			for _, v := range B1 {
+				if v != 0 {
+					t.Fatal("B not zero")
+				}
+			}
+		}
+	}
+	// Moments of a large draw: U(−b, b) has mean 0 and variance b²/3.
+	A := make([]float32, 100000)
+	InitA(A, 7, 0, "q_proj", 64)
+	var s, ss float64
+	for _, v := range A {
+		s += float64(v)
+		ss += float64(v) * float64(v)
+	}
+	mean, vr := s/float64(len(A)), ss/float64(len(A))
+	if want := 1.0 / 64 / 3; math.Abs(mean) > 0.002 || math.Abs(vr-want)/want > 0.02 {
+		t.Errorf("mean %v variance %v, want 0 and %v", mean, vr, want)
+	}
+	if a1.NumTrainable() != 2*(4*8+8*4)+2*(4*12+8*4) || a2.NumTrainable() != 2*(8*4)+2*(8*4) {
+		t.Errorf("NumTrainable %d / %d", a1.NumTrainable(), a2.NumTrainable())
+	}
+}
+
+func TestTrainerErrors(t *testing.T) {
+	m := tinyModel(t, tinyConfig(hf.ArchLlama, 2, 2, 0), 15)
+	a, _ := NewAdapter(m, LoRAConfig{R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
+	tr := m.NewTrainer(a, TrainerOptions{MaxBatch: 2, MaxSeq: 4})
+	g := make([]float32, a.NumTrainable())
+	l := make([]float64, 3)
+	for _, c := range []struct {
+		batch []Example
+		msg   string
+	}{
+		{[]Example{{InputIDs: []int{1, 2}, Labels: []int{1}}}, "example 0: 2 input ids but 1 labels"},
+		{[]Example{{InputIDs: []int{1, 2, 3, 4, 5}, Labels: []int{1, 2, 3, 4, 5}}}, "exceed MaxSeq 4"},
+		{[]Example{{InputIDs: []int{1}, Labels: []int{1}}, {InputIDs: []int{1, 16}, Labels: []int{1, 2}}}, "example 1 input_ids: token 16 at position 1"},
+		{[]Example{{InputIDs: []int{1, 2}, Labels: []int{1, -1}}}, "example 0: label -1 at position 1"},
+		{make([]Example, 3), "exceeds the trainer's MaxBatch 2"},
+	} {
+		err := tr.BatchGrad(c.batch, g, l)
+		if err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("error %v, want one containing %q", err, c.msg)
+		}
+	}
+	if err := tr.BatchGrad(nil, g[:1], l); err == nil || !strings.Contains(err.Error(), "NumTrainable") {
+		t.Errorf("short grad: %v", err)
+	}
+	if _, err := NewAdapter(m, LoRAConfig{R: 2, Alpha: 4, TargetModules: []string{"lm_head"}}); err == nil {
+		t.Error("unknown target module accepted")
+	}
+	if _, err := NewAdapter(m, LoRAConfig{R: 0, Alpha: 4, TargetModules: []string{"q_proj"}}); err == nil {
+		t.Error("rank 0 accepted")
+	}
+}
+
+// TestNoAllocationsPerStep: after warm-up a training step allocates nothing.
+func TestNoAllocationsPerStep(t *testing.T) {
+	m := tinyModel(t, tinyConfig(hf.ArchLlama, 4, 2, 0), 16)
+	a, _ := NewAdapter(m, LoRAConfig{R: 2, Alpha: 4, Dropout: 0.1, TargetModules: allModules})
+	batch := testBatch()
+	tr := m.NewTrainer(a, TrainerOptions{MaxBatch: 4, MaxSeq: 8})
+	per := newGrads(4, a.NumTrainable())
+	g := make([]float32, a.NumTrainable())
+	l := make([]float64, 4)
+	tr.PerExampleGrads(batch, per, l)
+	if n := testing.AllocsPerRun(5, func() { tr.PerExampleGrads(batch, per, l) }); n != 0 {
+		t.Errorf("PerExampleGrads: %v allocations per step", n)
+	}
+	if n := testing.AllocsPerRun(5, func() { tr.BatchGrad(batch, g, l) }); n != 0 {
+		t.Errorf("BatchGrad: %v allocations per step", n)
+	}
+	if n := testing.AllocsPerRun(5, func() { tr.Losses(batch, l) }); n != 0 {
+		t.Errorf("Losses: %v allocations per step", n)
+	}
+}
