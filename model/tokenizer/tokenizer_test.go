@@ -15,7 +15,8 @@ import (
 // Fixtures: real published tokenizer.json files (Qwen3: byte-level BPE;
 // Llama 2: SentencePiece BPE with byte fallback) and the ids the JavaScript
 // reference produced for them (testdata/gen/gen.mjs).
-var fixtures = []string{"qwen3", "llama2"}
+// The third, "trained", is the output of TrainByteLevelBPE (TestTrainGolden).
+var fixtures = []string{"qwen3", "llama2", "trained"}
 
 var (
 	loadOnce sync.Map // name -> *loaded
@@ -33,7 +34,11 @@ func fixture(t testing.TB, name string) *Tokenizer {
 	v, _ := loadOnce.LoadOrStore(name, &loaded{})
 	l := v.(*loaded)
 	l.once.Do(func() {
-		l.tok, l.err = Load(filepath.Join("testdata", name+"_tokenizer.json.gz"))
+		path := filepath.Join("testdata", name+"_tokenizer.json.gz")
+		if _, err := os.Stat(path); err != nil {
+			path = filepath.Join("testdata", name+"_tokenizer.json")
+		}
+		l.tok, l.err = Load(path)
 	})
 	if l.err != nil {
 		t.Fatal(l.err)

@@ -7,8 +7,8 @@
 //	npm install --prefix /tmp/tokgen --ignore-scripts @lenml/tokenizers@3.7.2
 //	GEN_PREFIX=/tmp/tokgen node gen.mjs
 //
-// For every fixture tokenizer (testdata/<name>_tokenizer.json.gz with its
-// tokenizer_config.json) it encodes the same corpus of strings and writes
+// For every fixture tokenizer (testdata/<name>_tokenizer.json.gz or
+// <name>_tokenizer.json, with its tokenizer_config.json if any) it encodes the same corpus of strings and writes
 // testdata/<name>_expected.jsonl, one JSON object per line:
 //
 //	{"text": ..., "ids": [...], "ids_special": [...], "decoded": ..., "decoded_skip": ...}
@@ -22,7 +22,7 @@
 // seeded xorshift generator from pools of characters of many scripts.
 
 import { createRequire } from "node:module";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -262,18 +262,21 @@ function corpus(specials) {
 }
 
 function load(name) {
-  const tokenizerJSON = JSON.parse(
-    gunzipSync(readFileSync(path.join(testdata, `${name}_tokenizer.json.gz`))).toString("utf8"),
-  );
-  const tokenizerConfig = JSON.parse(
-    readFileSync(path.join(testdata, `${name}_tokenizer_config.json`), "utf8"),
-  );
+  const gz = path.join(testdata, `${name}_tokenizer.json.gz`);
+  const raw = existsSync(gz)
+    ? gunzipSync(readFileSync(gz))
+    : readFileSync(path.join(testdata, `${name}_tokenizer.json`));
+  const tokenizerJSON = JSON.parse(raw.toString("utf8"));
+  const cfg = path.join(testdata, `${name}_tokenizer_config.json`);
+  const tokenizerConfig = existsSync(cfg) ? JSON.parse(readFileSync(cfg, "utf8")) : {};
   return TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
 }
 
 const fixtures = {
   qwen3: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>"],
   llama2: ["<s>", "</s>", "<unk>"],
+  // Made by TrainByteLevelBPE (see TestTrainGolden); no tokenizer_config.json.
+  trained: ["<|endoftext|>"],
 };
 
 for (const [name, specials] of Object.entries(fixtures)) {
