@@ -32,9 +32,13 @@ const gemmSmall = 4096
 // threads: handing a block to another goroutine costs a few microseconds.
 const gemmMinPerThread = 1 << 18
 
-// maxBlocks bounds how many blocks one call splits into (the block counter
-// of gemmJob.state has 16 bits).
-const maxBlocks = 1 << 15
+// maxBlocks bounds the threads of one call.
+const maxBlocks = 1 << 10
+
+// taskMask extracts a 24-bit task counter of gemmJob.state. A phase has at
+// most max(⌈m/gemmMC⌉, 8·threads) tasks, far below 2²⁴ for any m that fits
+// in memory.
+const taskMask = 1<<24 - 1
 
 // microKernel computes C[0:gemmMR, 0:gemmNR] = alpha*Â*B̂ + beta*C where Â
 // is kc packed columns of gemmMR values and B̂ kc packed rows of gemmNR
@@ -75,80 +79,79 @@ func (nb *native) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 	if w := m * n * k / gemmMinPerThread; w < t {
 		t = max(w, 1)
 	}
-	t = min(t, maxBlocks)
-	mt := (m + gemmMR - 1) / gemmMR
-	nt := (n + gemmNR - 1) / gemmNR
-	tm, tn := splitGrid(t, mt, nt)
-	if tm*tn == 1 {
-		ws := getWorkspace()
-		nb.block(ws, transA, transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		putWorkspace(ws)
-		return
-	}
 	j := jobPool.Get().(*gemmJob)
-	j.nb = nb
+	j.nb, j.threads = nb, min(t, maxBlocks)
 	j.transA, j.transB = transA, transB
 	j.m, j.n, j.k = m, n, k
 	j.alpha, j.beta = alpha, beta
 	j.a, j.b, j.c = a, b, c
 	j.lda, j.ldb, j.ldc = lda, ldb, ldc
-	j.tm, j.tn, j.mt, j.nt = tm, tn, mt, nt
-	j.run(tm * tn)
-	j.a, j.b, j.c, j.nb = nil, nil, nil, nil
+	j.drive()
+	j.a, j.b, j.c, j.pb, j.nb = nil, nil, nil, nil, nil
 	jobPool.Put(j)
 }
 
-// splitGrid chooses tm×tn ≤ t worker blocks over a grid of mt×nt register
-// tiles. It minimises the largest block (tiles per worker), then the
-// packing that blocks repeat (each of the tn block columns packs all m rows
-// of A, each of the tm block rows all n columns of B), then prefers to
-// split n.
-func splitGrid(t, mt, nt int) (tm, tn int) {
-	bestLoad, bestPack := -1, 0
-	for cm := 1; cm <= t; cm++ {
-		cn := t / cm
-		if cm > mt || cn > nt || cn < 1 {
-			continue
+// drive runs the BLIS loop nest (Van Zee and van de Geijn 2015, Fig. 2):
+// jc over nc-wide panels of C, pc over kc-deep slices of the product. For
+// each (jc, pc) the threads first pack the kc×nc panel of op(B) together,
+// then claim tasks, each an mc-row block of A (packed by the task) against
+// a run of B slivers, and run the macro-kernel. Block rows start at
+// multiples of gemmMR and sliver runs at multiples of gemmNR, and k is
+// never split, so every element of C sees the same arithmetic whatever
+// the thread count. Tasks are claimed dynamically, so a thread slowed by
+// other load on the machine takes fewer of them.
+func (j *gemmJob) drive() {
+	owner := getWorkspace()
+	defer putWorkspace(owner)
+	j.pb = owner.bBuf(min(gemmNC, roundUp(j.n, gemmNR)) * min(gemmKC, j.k))
+	// Even row blocks of at most gemmMC rows, so the last one is not a
+	// sliver that leaves threads idle.
+	mblocks := (j.m + gemmMC - 1) / gemmMC
+	j.mc = roundUp((j.m+mblocks-1)/mblocks, gemmMR)
+	j.mblocks = (j.m + j.mc - 1) / j.mc
+	for jc := 0; jc < j.n; jc += gemmNC {
+		j.jc, j.nc = jc, min(gemmNC, j.n-jc)
+		j.nsl = (j.nc + gemmNR - 1) / gemmNR
+		// About four tasks per thread, splitting the panel's columns only
+		// while each task keeps at least 8 slivers (128 columns) so that
+		// its packed A block is reused enough.
+		j.nsplit = 1
+		if j.threads > 1 {
+			want := (4*j.threads + j.mblocks - 1) / j.mblocks
+			j.nsplit = max(1, min(want, j.nsl/8))
 		}
-		load := ((mt + cm - 1) / cm) * ((nt + cn - 1) / cn)
-		pack := cn*mt*gemmMR + cm*nt*gemmNR
-		if bestLoad < 0 || load < bestLoad || (load == bestLoad && (pack < bestPack || (pack == bestPack && cn > tn))) {
-			bestLoad, bestPack, tm, tn = load, pack, cm, cn
+		for pc := 0; pc < j.k; pc += gemmKC {
+			j.pc, j.kc = pc, min(gemmKC, j.k-pc)
+			j.stepBeta = j.beta
+			if pc > 0 {
+				j.stepBeta = 1 // later slices accumulate onto C
+			}
+			j.packing = true
+			j.run(min(j.threads, j.nsl), owner)
+			j.packing = false
+			j.run(j.mblocks*j.nsplit, owner)
 		}
 	}
-	if bestLoad < 0 {
-		return 1, 1
-	}
-	return tm, tn
 }
 
-// block computes rows i0..i1 and columns j0..j1 of C with the BLIS loop
-// nest: jc over nc-wide panels, pc over kc-deep slices (packing B), ic over
-// mc-tall blocks (packing A), then the macro-kernel. i0 is a multiple of
-// gemmMR and j0 of gemmNR, so register tiles sit on the same global grid
-// for any split and results do not depend on the thread count.
-func (nb *native) block(ws *workspace, transA, transB bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	ncMax := min(gemmNC, roundUp(j1-j0, gemmNR))
-	kcMax := min(gemmKC, k)
-	mcMax := min(gemmMC, roundUp(i1-i0, gemmMR))
-	pb := ws.bBuf(ncMax * kcMax)
-	pa := ws.aBuf(mcMax * kcMax)
-	for jc := j0; jc < j1; jc += gemmNC {
-		nc := min(gemmNC, j1-jc)
-		for pc := 0; pc < k; pc += gemmKC {
-			kc := min(gemmKC, k-pc)
-			packB(pb, transB, b, ldb, pc, kc, jc, nc)
-			bet := beta
-			if pc > 0 {
-				bet = 1
-			}
-			for ic := i0; ic < i1; ic += gemmMC {
-				mc := min(gemmMC, i1-ic)
-				packA(pa, transA, a, lda, ic, mc, pc, kc)
-				nb.macro(ws, kc, mc, nc, alpha, pa, pb, bet, c[ic*ldc+jc:], ldc)
-			}
-		}
+// task runs task idx of the current phase with the worker's workspace.
+func (j *gemmJob) task(ws *workspace, idx int) {
+	if j.packing {
+		parts := min(j.threads, j.nsl)
+		s0, s1 := j.nsl*idx/parts, j.nsl*(idx+1)/parts
+		c0 := s0 * gemmNR
+		packB(j.pb[c0*j.kc:], j.transB, j.b, j.ldb, j.pc, j.kc, j.jc+c0, min(j.nc, s1*gemmNR)-c0)
+		return
 	}
+	bi, bs := idx/j.nsplit, idx%j.nsplit
+	i0 := bi * j.mc
+	mc := min(j.mc, j.m-i0)
+	s0, s1 := j.nsl*bs/j.nsplit, j.nsl*(bs+1)/j.nsplit
+	c0 := s0 * gemmNR
+	nc := min(j.nc, s1*gemmNR) - c0
+	pa := ws.aBuf(roundUp(mc, gemmMR) * j.kc)
+	packA(pa, j.transA, j.a, j.lda, i0, mc, j.pc, j.kc)
+	j.nb.macro(ws, j.kc, mc, nc, j.alpha, pa, j.pb[c0*j.kc:], j.stepBeta, j.c[i0*j.ldc+j.jc+c0:], j.ldc)
 }
 
 // macro runs the micro-kernel over an mc×nc block of C from packed A and
@@ -310,29 +313,37 @@ func putWorkspace(ws *workspace) {
 	wsMu.Unlock()
 }
 
-// gemmJob is one parallel Sgemm call split into tm×tn blocks. The caller
-// and the workers claim blocks from state (generation<<32 | blocks<<16 |
-// next block); a worker holding a stale notification sees another
-// generation and claims nothing, so jobs can be reused without allocation.
+// gemmJob is one Sgemm call of the native backend. Each phase of drive is
+// a set of tasks that the caller and the workers claim from state
+// (generation<<32 | tasks<<16 | next task); a worker holding a stale
+// notification sees another generation and claims nothing, so jobs are
+// reused without allocation.
 type gemmJob struct {
 	nb             *native
+	threads        int
 	transA, transB bool
 	m, n, k        int
 	alpha, beta    float32
 	a, b, c        []float32
 	lda, ldb, ldc  int
-	tm, tn, mt, nt int
 
-	state atomic.Uint64
-	gen   uint32
-	wg    sync.WaitGroup
+	mc, mblocks int       // row blocks of A
+	pb          []float32 // packed panel of op(B), shared by all tasks
+	jc, nc, nsl int       // current column panel and its slivers
+	nsplit      int       // sliver runs per row block
+	pc, kc      int       // current k slice
+	stepBeta    float32   // beta for this k slice
+	packing     bool      // phase: pack B, or multiply
+	state       atomic.Uint64
+	gen         uint16
+	wg          sync.WaitGroup
 }
 
 var jobPool = sync.Pool{New: func() any { return new(gemmJob) }}
 
 type jobNote struct {
 	j   *gemmJob
-	gen uint32
+	gen uint16
 }
 
 var (
@@ -349,62 +360,53 @@ func ensureWorkers(n int) {
 	for ; workerCount < n; workerCount++ {
 		go func() {
 			for note := range workerQueue {
-				note.j.work(note.gen)
+				note.j.work(note.gen, nil)
 			}
 		}()
 	}
 }
 
-func (j *gemmJob) run(blocks int) {
+// run executes tasks 0..tasks-1 of the current phase on up to j.threads
+// threads (the caller among them, using ws) and returns when all are done.
+func (j *gemmJob) run(tasks int, ws *workspace) {
 	j.gen++
-	j.wg.Add(blocks)
-	j.state.Store(uint64(j.gen)<<32 | uint64(blocks)<<16) // publishes the fields above
-	ensureWorkers(blocks - 1)
-	for range blocks - 1 {
-		select {
-		case workerQueue <- jobNote{j, j.gen}:
-		default: // queue full: the caller does the work itself
+	j.wg.Add(tasks)
+	j.state.Store(uint64(j.gen)<<48 | uint64(tasks)<<24) // publishes the phase's fields
+	if helpers := min(j.threads, tasks) - 1; helpers > 0 {
+		ensureWorkers(j.threads - 1)
+		for range helpers {
+			select {
+			case workerQueue <- jobNote{j, j.gen}:
+			default: // queue full: the threads already here do the work
+			}
 		}
 	}
-	j.work(j.gen)
+	j.work(j.gen, ws)
 	j.wg.Wait()
 }
 
-// work claims and computes blocks of generation gen until none are left.
-func (j *gemmJob) work(gen uint32) {
-	var ws *workspace
+// work claims and runs tasks of generation gen until none are left. A
+// worker passes ws == nil and borrows a workspace for its first task.
+func (j *gemmJob) work(gen uint16, ws *workspace) {
+	borrowed := false
 	for {
 		s := j.state.Load()
-		next, blocks := s&0xffff, s>>16&0xffff
-		if uint32(s>>32) != gen || next >= blocks {
+		next, tasks := s&taskMask, s>>24&taskMask
+		if uint16(s>>48) != gen || next >= tasks {
 			break
 		}
 		if !j.state.CompareAndSwap(s, s+1) {
 			continue
 		}
 		if ws == nil {
-			ws = getWorkspace()
+			ws, borrowed = getWorkspace(), true
 		}
-		j.doBlock(ws, int(next))
+		j.task(ws, int(next))
 		j.wg.Done()
 	}
-	if ws != nil {
+	if borrowed {
 		putWorkspace(ws)
 	}
-}
-
-// doBlock computes block idx of the tm×tn grid. Block edges fall on
-// register-tile boundaries.
-func (j *gemmJob) doBlock(ws *workspace, idx int) {
-	bi, bj := idx/j.tn, idx%j.tn
-	i0 := min(j.m, j.mt*bi/j.tm*gemmMR)
-	i1 := min(j.m, j.mt*(bi+1)/j.tm*gemmMR)
-	j0 := min(j.n, j.nt*bj/j.tn*gemmNR)
-	j1 := min(j.n, j.nt*(bj+1)/j.tn*gemmNR)
-	if i0 >= i1 || j0 >= j1 {
-		return
-	}
-	j.nb.block(ws, j.transA, j.transB, i0, i1, j0, j1, j.k, j.alpha, j.a, j.lda, j.b, j.ldb, j.beta, j.c, j.ldc)
 }
 
 func addrMod64(p *float32) uintptr { return uintptr(unsafe.Pointer(p)) % 64 }

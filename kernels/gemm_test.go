@@ -518,22 +518,6 @@ func TestMicroKernels(t *testing.T) {
 	}
 }
 
-func TestSplitGrid(t *testing.T) {
-	for _, tc := range []struct{ t, mt, nt, tm, tn int }{
-		{1, 100, 100, 1, 1},
-		{2, 171, 64, 1, 2}, // 1024×1024: split n
-		{2, 171, 1, 2, 1},  // one column of tiles: split m
-		{4, 256, 96, 2, 2}, // 1536×1536: 2×2 packs least
-		{3, 1, 1, 1, 1},    // a single tile cannot split
-		{8, 2, 100, 2, 4},
-	} {
-		tm, tn := splitGrid(tc.t, tc.mt, tc.nt)
-		if tm != tc.tm || tn != tc.tn {
-			t.Errorf("splitGrid(%d, %d, %d) = %d×%d, want %d×%d", tc.t, tc.mt, tc.nt, tm, tn, tc.tm, tc.tn)
-		}
-	}
-}
-
 func TestBackendSwitch(t *testing.T) {
 	if CurrentBackend() != Native() {
 		t.Fatalf("default backend %q, want native", CurrentBackend().Name())
