@@ -291,8 +291,21 @@ type RoundConfig struct {
 	ChunkWords uint32 `protobuf:"varint,15,opt,name=chunk_words,json=chunkWords,proto3" json:"chunk_words,omitempty"`
 	// Per-stage deadline in milliseconds.
 	StageTimeoutMs int64 `protobuf:"varint,16,opt,name=stage_timeout_ms,json=stageTimeoutMs,proto3" json:"stage_timeout_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Identity public keys of the invited sites, in the order of sites; a
+	// site's secure-aggregation SiteID is its 1-based position.
+	Roster [][]byte `protobuf:"bytes,17,rep,name=roster,proto3" json:"roster,omitempty"`
+	// Deadline for local training plus AdvertiseKeys, in milliseconds.
+	TrainTimeoutMs int64 `protobuf:"varint,18,opt,name=train_timeout_ms,json=trainTimeoutMs,proto3" json:"train_timeout_ms,omitempty"`
+	// Post-quantum hybrid key agreement in secure aggregation.
+	Pq bool `protobuf:"varint,19,opt,name=pq,proto3" json:"pq,omitempty"`
+	// Epsilon one round of this config spends at the site (given delta) and
+	// the accountant used, for the site's policy check.
+	EpsilonPerRound float64 `protobuf:"fixed64,20,opt,name=epsilon_per_round,json=epsilonPerRound,proto3" json:"epsilon_per_round,omitempty"`
+	// Records the round assumes per site (sampling rate q = expected batch
+	// size / records); 0: each site uses its own record count.
+	RecordsHint   uint32 `protobuf:"varint,21,opt,name=records_hint,json=recordsHint,proto3" json:"records_hint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoundConfig) Reset() {
@@ -437,6 +450,41 @@ func (x *RoundConfig) GetStageTimeoutMs() int64 {
 	return 0
 }
 
+func (x *RoundConfig) GetRoster() [][]byte {
+	if x != nil {
+		return x.Roster
+	}
+	return nil
+}
+
+func (x *RoundConfig) GetTrainTimeoutMs() int64 {
+	if x != nil {
+		return x.TrainTimeoutMs
+	}
+	return 0
+}
+
+func (x *RoundConfig) GetPq() bool {
+	if x != nil {
+		return x.Pq
+	}
+	return false
+}
+
+func (x *RoundConfig) GetEpsilonPerRound() float64 {
+	if x != nil {
+		return x.EpsilonPerRound
+	}
+	return 0
+}
+
+func (x *RoundConfig) GetRecordsHint() uint32 {
+	if x != nil {
+		return x.RecordsHint
+	}
+	return 0
+}
+
 type RoundStatus struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Round       uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
@@ -527,8 +575,9 @@ type EnrollRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Site  string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
 	Token string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
-	// PKIX DER public key of the site's TLS key.
-	PublicKey []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// DER PKCS #10 request for the site's TLS key, signed by it (proof of
+	// possession).
+	Csr []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
 	// PKIX DER public key of the site's identity (signing) key: Ed25519.
 	IdentityKey   []byte `protobuf:"bytes,4,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -579,9 +628,9 @@ func (x *EnrollRequest) GetToken() string {
 	return ""
 }
 
-func (x *EnrollRequest) GetPublicKey() []byte {
+func (x *EnrollRequest) GetCsr() []byte {
 	if x != nil {
-		return x.PublicKey
+		return x.Csr
 	}
 	return nil
 }
@@ -671,7 +720,7 @@ func (x *EnrollResponse) GetFederation() string {
 
 type RenewRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	PublicKey     []byte                 `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Csr           []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -706,9 +755,9 @@ func (*RenewRequest) Descriptor() ([]byte, []int) {
 	return file_fedtune_v1_federation_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *RenewRequest) GetPublicKey() []byte {
+func (x *RenewRequest) GetCsr() []byte {
 	if x != nil {
-		return x.PublicKey
+		return x.Csr
 	}
 	return nil
 }
@@ -2420,7 +2469,7 @@ const file_fedtune_v1_federation_proto_rawDesc = "" +
 	"\x05steps\x18\x03 \x01(\rR\x05steps\x12\"\n" +
 	"\rmax_grad_norm\x18\x04 \x01(\x01R\vmaxGradNorm\x12\x14\n" +
 	"\x05delta\x18\x05 \x01(\x01R\x05delta\x12#\n" +
-	"\rlearning_rate\x18\x06 \x01(\x01R\flearningRate\"\xa9\x04\n" +
+	"\rlearning_rate\x18\x06 \x01(\x01R\flearningRate\"\xca\x05\n" +
 	"\vRoundConfig\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
@@ -2444,19 +2493,23 @@ const file_fedtune_v1_federation_proto_rawDesc = "" +
 	"\x11max_message_bytes\x18\x0e \x01(\x04R\x0fmaxMessageBytes\x12\x1f\n" +
 	"\vchunk_words\x18\x0f \x01(\rR\n" +
 	"chunkWords\x12(\n" +
-	"\x10stage_timeout_ms\x18\x10 \x01(\x03R\x0estageTimeoutMs\"\xed\x01\n" +
+	"\x10stage_timeout_ms\x18\x10 \x01(\x03R\x0estageTimeoutMs\x12\x16\n" +
+	"\x06roster\x18\x11 \x03(\fR\x06roster\x12(\n" +
+	"\x10train_timeout_ms\x18\x12 \x01(\x03R\x0etrainTimeoutMs\x12\x0e\n" +
+	"\x02pq\x18\x13 \x01(\bR\x02pq\x12*\n" +
+	"\x11epsilon_per_round\x18\x14 \x01(\x01R\x0fepsilonPerRound\x12!\n" +
+	"\frecords_hint\x18\x15 \x01(\rR\vrecordsHint\"\xed\x01\n" +
 	"\vRoundStatus\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12'\n" +
 	"\x05stage\x18\x02 \x01(\x0e2\x11.fedtune.v1.StageR\x05stage\x12/\n" +
 	"\x06config\x18\x03 \x01(\v2\x17.fedtune.v1.RoundConfigR\x06config\x12!\n" +
 	"\fabort_reason\x18\x04 \x01(\tR\vabortReason\x12'\n" +
 	"\x0fadapter_version\x18\x05 \x01(\x04R\x0eadapterVersion\x12\"\n" +
-	"\fparticipants\x18\x06 \x03(\tR\fparticipants\"{\n" +
+	"\fparticipants\x18\x06 \x03(\tR\fparticipants\"n\n" +
 	"\rEnrollRequest\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1d\n" +
-	"\n" +
-	"public_key\x18\x03 \x01(\fR\tpublicKey\x12!\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x10\n" +
+	"\x03csr\x18\x03 \x01(\fR\x03csr\x12!\n" +
 	"\fidentity_key\x18\x04 \x01(\fR\videntityKey\"\xb4\x01\n" +
 	"\x0eEnrollResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x14\n" +
@@ -2465,10 +2518,9 @@ const file_fedtune_v1_federation_proto_rawDesc = "" +
 	"\x0elog_public_key\x18\x04 \x01(\fR\flogPublicKey\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x05 \x01(\tR\n" +
-	"federation\"-\n" +
-	"\fRenewRequest\x12\x1d\n" +
-	"\n" +
-	"public_key\x18\x01 \x01(\fR\tpublicKey\"5\n" +
+	"federation\" \n" +
+	"\fRenewRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"5\n" +
 	"\x12WatchRoundsRequest\x12\x1f\n" +
 	"\vafter_round\x18\x01 \x01(\x04R\n" +
 	"afterRound\"t\n" +

@@ -1,0 +1,702 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fedtune/fedtune/aggregator"
+	"github.com/fedtune/fedtune/audit"
+	"github.com/fedtune/fedtune/crypto/secagg"
+	"github.com/fedtune/fedtune/model"
+	pb "github.com/fedtune/fedtune/proto/fedtune/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// stagePublishing marks, in the rounds table, a round whose new global
+// adapter is written to disk but not yet recorded as published.
+const stagePublishing = 8
+
+// roundDriver runs rounds: it opens them, feeds arriving messages to the
+// crypto/secagg server state machine, closes each stage when every expected
+// site answered or its deadline passed (a real timer), and publishes the
+// result. One round runs at a time.
+type roundDriver struct {
+	s *Server
+
+	mu      sync.Mutex
+	cur     *activeRound
+	last    *pb.RoundStatus // last finished round, for sites that ask late
+	changed chan struct{}   // closed and replaced on every state change
+	opening bool
+
+	model  *model.Model
+	global *model.Adapter
+	opt    aggregator.ServerOptimizer
+	ver    uint64 // current global adapter version
+}
+
+type activeRound struct {
+	cfg      *pb.RoundConfig
+	stage    pb.Stage
+	deadline time.Time
+	sites    []string       // roster order: SiteID = index+1
+	ids      map[string]int // site → SiteID
+	sa       *secagg.Server
+	outputs  map[pb.Stage]map[string][]byte
+	refused  map[string]string
+	reason   string
+	opened   time.Time
+}
+
+func newRoundDriver(s *Server) *roundDriver {
+	return &roundDriver{s: s, changed: make(chan struct{})}
+}
+
+func (d *roundDriver) notify() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+func (d *roundDriver) wakeAll() {
+	d.mu.Lock()
+	d.notify()
+	d.mu.Unlock()
+}
+
+// loadGlobal loads the base model and the latest published adapter (or a
+// fresh one) and the server optimizer state.
+func (d *roundDriver) loadGlobal(ctx context.Context) error {
+	s := d.s
+	m, err := model.Load(s.cfg.BaseModel)
+	if err != nil {
+		return fmt.Errorf("base_model: %w", err)
+	}
+	d.model = m
+	pubs, err := s.st.published(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pubs) > 0 {
+		p := pubs[len(pubs)-1]
+		if d.global, err = model.LoadAdapter(p.Dir, m); err != nil {
+			return fmt.Errorf("published version %d: %w", p.Version, err)
+		}
+		d.ver = p.Version
+	} else {
+		r := s.cfg.Round
+		if d.global, err = model.NewAdapter(m, model.LoRAConfig{R: r.LoraRank, Alpha: r.LoraAlpha, TargetModules: r.TargetModules, FFA: r.FFA, ASeed: r.ASeed}); err != nil {
+			return fmt.Errorf("round: %w", err)
+		}
+	}
+	switch s.cfg.Round.ServerOptimizer {
+	case "fedadam":
+		o := aggregator.NewFedAdam(s.cfg.Round.ServerLR)
+		if st, err := s.st.getMeta(ctx, "optimizer"); err != nil {
+			return err
+		} else if st != nil {
+			if err := o.UnmarshalState(st); err != nil {
+				return fmt.Errorf("optimizer state: %w", err)
+			}
+		}
+		d.opt = o
+	default:
+		d.opt = &aggregator.FedAvg{LR: s.cfg.Round.ServerLR}
+	}
+	return nil
+}
+
+// recover brings the database and the audit log back in line after a
+// crash: a round caught publishing is completed, any other unfinished
+// round is aborted.
+func (d *roundDriver) recover(ctx context.Context) error {
+	s := d.s
+	last, err := s.st.lastRound(ctx)
+	if err != nil {
+		return err
+	}
+	if last != nil {
+		switch {
+		case last.Stage == stagePublishing:
+			if err := d.completePublishing(ctx, last); err != nil {
+				return err
+			}
+		case last.Stage != stageDone && last.Stage != stageAborted:
+			reason := fmt.Sprintf("aggregator restarted during stage %s", pb.Stage(last.Stage))
+			if err := s.st.setRoundStage(ctx, last.Round, stageAborted, last.Participants, reason, s.now()); err != nil {
+				return err
+			}
+			if _, err := s.record(ctx, Event{Kind: audit.RoundAborted, Round: u64p(last.Round), Outcome: audit.OutcomeAborted, Reason: reason}); err != nil {
+				return err
+			}
+			s.metrics.rounds.inc("aborted")
+		}
+	}
+	if err := d.loadGlobal(ctx); err != nil {
+		return err
+	}
+	if last, err = s.st.lastRound(ctx); err != nil {
+		return err
+	}
+	if last != nil {
+		var cfg pb.RoundConfig
+		if err := proto.Unmarshal(last.Config, &cfg); err != nil {
+			return fmt.Errorf("round %d config: %w", last.Round, err)
+		}
+		d.last = &pb.RoundStatus{Round: last.Round, Stage: pb.Stage(last.Stage), Config: &cfg, AbortReason: last.AbortReason,
+			AdapterVersion: last.AdapterVersion, Participants: splitList(last.Participants)}
+	}
+	return nil
+}
+
+// completePublishing finishes a round whose adapter directory was written
+// before a crash: model.published is appended unless the log already has it.
+func (d *roundDriver) completePublishing(ctx context.Context, r *roundRow) error {
+	s := d.s
+	ver := r.AdapterVersion
+	dir := filepath.Join(s.cfg.DataDir, "published", fmt.Sprintf("v%d", ver))
+	digest, err := DirDigest(dir)
+	if err != nil {
+		return fmt.Errorf("round %d: published adapter %s: %w", r.Round, dir, err)
+	}
+	idx, found, err := d.findPublished(ctx, r.Round)
+	if err != nil {
+		return err
+	}
+	if !found {
+		if idx, err = s.record(ctx, Event{Kind: audit.ModelPublished, Round: u64p(r.Round),
+			Objects: []audit.Object{{Type: "adapter", ID: fmt.Sprintf("v%d", ver), Digest: digest}}}); err != nil {
+			return err
+		}
+	}
+	return s.st.completeRound(ctx, publishedRow{Version: ver, Round: r.Round, Digest: digest, Dir: dir, AuditIndex: idx}, splitList(r.Participants), s.now())
+}
+
+// findPublished scans the audit log backwards for round's model.published.
+func (d *roundDriver) findPublished(ctx context.Context, round uint64) (uint64, bool, error) {
+	size, err := d.s.audit.Size()
+	if err != nil {
+		return 0, false, err
+	}
+	for i := size; i > 0; {
+		start := uint64(0)
+		if i > 256 {
+			start = i - 256
+		}
+		ents, err := d.s.audit.Entries(ctx, start, i-start)
+		if err != nil {
+			return 0, false, err
+		}
+		for j := len(ents) - 1; j >= 0; j-- {
+			e, err := audit.ParseEntry(ents[j])
+			if err != nil {
+				return 0, false, err
+			}
+			if e.Kind == audit.ModelPublished && e.Round != nil && *e.Round == round {
+				return start + uint64(j), true, nil
+			}
+			if e.Kind == audit.RoundOpened && e.Round != nil && *e.Round == round {
+				return 0, false, nil
+			}
+		}
+		i = start
+	}
+	return 0, false, nil
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// current returns the status of the running round, or of the last one.
+func (d *roundDriver) current() *pb.RoundStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.statusLocked()
+}
+
+func (d *roundDriver) statusLocked() *pb.RoundStatus {
+	if r := d.cur; r != nil {
+		return &pb.RoundStatus{Round: r.cfg.Round, Stage: r.stage, Config: r.cfg, AbortReason: r.reason, Participants: r.expectedNames()}
+	}
+	if d.last != nil {
+		return d.last
+	}
+	return &pb.RoundStatus{}
+}
+
+func (r *activeRound) expectedNames() []string {
+	if r.sa == nil {
+		return nil
+	}
+	var out []string
+	for _, id := range r.sa.Expected() {
+		out = append(out, r.sites[id-1])
+	}
+	return out
+}
+
+// run is the driver loop: a 50 ms ticker checks stage deadlines and the
+// automatic schedule until ctx is done.
+func (d *roundDriver) run(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var nextAuto time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		r := d.cur
+		if r != nil && r.sa != nil && (r.sa.Complete() || !d.s.now().Before(r.deadline)) {
+			d.finishStageLocked(ctx)
+		}
+		idle := d.cur == nil
+		d.mu.Unlock()
+		sch := d.s.cfg.Schedule
+		if idle && sch.Rounds > 0 && !d.s.now().Before(nextAuto) {
+			done, err := d.s.st.roundsByStage(ctx)
+			if err == nil && done[stageDone] < sch.Rounds {
+				if _, err := d.open(ctx, Identity{Role: RoleServer}); err == nil {
+					nextAuto = d.s.now().Add(sch.Interval.D())
+				} else if !errors.Is(err, errNotEnoughSites) {
+					d.s.log.Printf("open round: %v", err)
+					nextAuto = d.s.now().Add(time.Second)
+				}
+			}
+		}
+	}
+}
+
+var errNotEnoughSites = errors.New("not enough enrolled sites")
+
+// open starts a new round with every enrolled site.
+func (d *roundDriver) open(ctx context.Context, by Identity) (*pb.RoundStatus, error) {
+	s := d.s
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cur != nil {
+		return nil, fmt.Errorf("round %d is still running (stage %s)", d.cur.cfg.Round, d.cur.stage)
+	}
+	rows, err := s.st.sites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var sites []string
+	var roster secagg.Roster
+	for _, r := range rows {
+		if r.Status != "enrolled" || r.CertNotAfter < s.now().Unix() {
+			continue
+		}
+		pub, err := x509.ParsePKIXPublicKey(r.IdentityKey)
+		if err != nil {
+			return nil, fmt.Errorf("site %s identity key: %w", r.Name, err)
+		}
+		ek, ok := pub.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("site %s identity key is %T, want Ed25519", r.Name, pub)
+		}
+		sites = append(sites, r.Name)
+		roster = append(roster, []byte(ek))
+	}
+	rc := s.cfg.Round
+	if len(sites) < rc.MinSites {
+		return nil, fmt.Errorf("%w: %d enrolled, round.min_sites is %d", errNotEnoughSites, len(sites), rc.MinSites)
+	}
+	t := rc.Threshold
+	if 2*t <= len(sites) {
+		t = len(sites)/2 + 1 // secagg requires 2t > n
+	}
+	last, err := s.st.lastRound(ctx)
+	if err != nil {
+		return nil, err
+	}
+	round := uint64(1)
+	if last != nil {
+		round = last.Round + 1
+	}
+	dim := d.global.NumTrainable()
+	scale := aggregator.ChooseScale(dim, rc.ClipNorm, 0, len(sites), t)
+	acfg := aggregator.Config{Dim: dim, ClipNorm: rc.ClipNorm, Scale: scale, MaxSites: len(sites), MinHonest: t}
+	if err := acfg.Validate(); err != nil {
+		return nil, fmt.Errorf("quantization: %w", err)
+	}
+	seed := make([]byte, 32)
+	if _, err := io.ReadFull(s.rand, seed); err != nil {
+		return nil, err
+	}
+	cfg := &pb.RoundConfig{
+		Federation: s.cfg.Federation, Round: round, BaseModelDigest: s.baseDigest,
+		Lora: &pb.LoraConfig{Rank: uint32(rc.LoraRank), Alpha: rc.LoraAlpha, TargetModules: rc.TargetModules, Ffa: rc.FFA, ASeed: rc.ASeed},
+		Dp: &pb.DPConfig{NoiseMultiplier: rc.NoiseMultiplier, ExpectedBatchSize: uint32(rc.ExpectedBatchSize), Steps: uint32(rc.Steps),
+			MaxGradNorm: rc.MaxGradNorm, Delta: rc.Delta, LearningRate: rc.LearningRate},
+		ClipNorm: rc.ClipNorm, Threshold: uint32(t), Sites: sites, Params: uint64(dim), AdapterVersion: d.ver,
+		RoundSeed: seed, QuantScale: scale, PaddedLen: uint64(acfg.PaddedDim()),
+		MaxMessageBytes: uint64(s.cfg.Limits.MaxMessageBytes), ChunkWords: uint32(s.cfg.Limits.MaxMessageBytes / 8),
+		StageTimeoutMs: rc.StageTimeout.D().Milliseconds(), TrainTimeoutMs: rc.TrainTimeout.D().Milliseconds(),
+		Roster: roster,
+	}
+	params := secaggParams(cfg)
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("secure aggregation: %w", err)
+	}
+	sa, err := secagg.NewServer(params, roster, nil)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := proto.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	// Persist, then audit, then announce.
+	if err := s.st.insertRound(ctx, roundRow{Round: round, Stage: int32(pb.Stage_STAGE_ADVERTISE_KEYS), Config: raw, Participants: strings.Join(sites, ",")}, now); err != nil {
+		return nil, err
+	}
+	if _, err := s.record(ctx, Event{Kind: audit.RoundOpened, Round: u64p(round), Actor: actorID(by), Auth: authMethod(by),
+		Objects: []audit.Object{{Type: "model", ID: "base", Digest: s.baseDigest}, {Type: "round", ID: fmt.Sprintf("%d", round)}},
+		Message: fmt.Sprintf("sites=%s threshold=%d params=%d sigma=%g steps=%d batch=%d", strings.Join(sites, ","), t, dim, rc.NoiseMultiplier, rc.Steps, rc.ExpectedBatchSize)}); err != nil {
+		return nil, err
+	}
+	s.hook("round.opened")
+	ids := map[string]int{}
+	for i, n := range sites {
+		ids[n] = i + 1
+	}
+	d.cur = &activeRound{cfg: cfg, stage: pb.Stage_STAGE_ADVERTISE_KEYS, deadline: now.Add(rc.TrainTimeout.D()), sites: sites, ids: ids, sa: sa,
+		outputs: map[pb.Stage]map[string][]byte{}, refused: map[string]string{}, opened: now}
+	d.notify()
+	return d.statusLocked(), nil
+}
+
+// secaggParams are the secure-aggregation parameters of a round config.
+func secaggParams(cfg *pb.RoundConfig) secagg.Params {
+	return secagg.Params{FederationID: cfg.Federation, Round: cfg.Round, N: len(cfg.Sites), T: int(cfg.Threshold),
+		VectorLen: int(cfg.PaddedLen), PQ: cfg.Pq, SigAlg: secagg.Ed25519}
+}
+
+// AggregatorConfig is the quantization configuration every site of a round
+// uses; sites and the aggregator derive it from the round config.
+func AggregatorConfig(cfg *pb.RoundConfig) aggregator.Config {
+	return aggregator.Config{Dim: int(cfg.Params), ClipNorm: cfg.ClipNorm, Scale: cfg.QuantScale, MaxSites: len(cfg.Sites), MinHonest: int(cfg.Threshold)}
+}
+
+// receive hands one site's message to the state machine.
+func (d *roundDriver) receive(site string, round uint64, stage pb.Stage, payload []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.cur
+	if r == nil || r.cfg.Round != round {
+		return fmt.Errorf("round %d is not running", round)
+	}
+	id, ok := r.ids[site]
+	if !ok {
+		return fmt.Errorf("site %s is not a participant of round %d", site, round)
+	}
+	if stage != r.stage {
+		return fmt.Errorf("round %d is in stage %s, message is for %s", round, r.stage, stage)
+	}
+	var err error
+	switch stage {
+	case pb.Stage_STAGE_ADVERTISE_KEYS:
+		var m *secagg.AdvertiseKeys
+		if m, err = secagg.UnmarshalAdvertiseKeys(payload); err == nil {
+			err = checkSender(int(m.Site), id, func() error { return r.sa.ReceiveAdvertiseKeys(m) })
+		}
+	case pb.Stage_STAGE_SHARE_KEYS:
+		var m *secagg.ShareKeys
+		if m, err = secagg.UnmarshalShareKeys(payload); err == nil {
+			err = checkSender(int(m.Site), id, func() error { return r.sa.ReceiveShareKeys(m) })
+		}
+	case pb.Stage_STAGE_CONSISTENCY_CHECK:
+		var m *secagg.ConsistencySig
+		if m, err = secagg.UnmarshalConsistencySig(payload); err == nil {
+			err = checkSender(int(m.Site), id, func() error { return r.sa.ReceiveConsistency(m) })
+		}
+	case pb.Stage_STAGE_UNMASK:
+		var m *secagg.UnmaskShares
+		if m, err = secagg.UnmarshalUnmaskShares(payload); err == nil {
+			err = checkSender(int(m.Site), id, func() error { return r.sa.ReceiveUnmask(m) })
+		}
+	default:
+		err = fmt.Errorf("stage %s does not take SubmitSecAgg (masked inputs are streamed)", stage)
+	}
+	if err == nil && r.sa.Complete() {
+		d.notify()
+	}
+	return err
+}
+
+// receiveMasked hands a reassembled masked input to the state machine.
+func (d *roundDriver) receiveMasked(site string, m *secagg.MaskedInput) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.cur
+	if r == nil || r.cfg.Round != m.Round {
+		return fmt.Errorf("round %d is not running", m.Round)
+	}
+	id, ok := r.ids[site]
+	if !ok {
+		return fmt.Errorf("site %s is not a participant of round %d", site, m.Round)
+	}
+	if r.stage != pb.Stage_STAGE_MASKED_INPUT {
+		return fmt.Errorf("round %d is in stage %s, not accepting masked inputs", m.Round, r.stage)
+	}
+	return checkSender(int(m.Site), id, func() error { return r.sa.ReceiveMaskedInput(m) })
+}
+
+func checkSender(claimed, actual int, f func() error) error {
+	if claimed != actual {
+		return fmt.Errorf("message claims site id %d, caller is site id %d", claimed, actual)
+	}
+	return f()
+}
+
+// refuse records that a site declined the round.
+func (d *roundDriver) refuse(site string, round uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.cur
+	if r == nil || r.cfg.Round != round {
+		return fmt.Errorf("round %d is not running", round)
+	}
+	if _, ok := r.ids[site]; !ok {
+		return fmt.Errorf("site %s is not a participant of round %d", site, round)
+	}
+	r.refused[site] = "refused"
+	return nil
+}
+
+// finishStageLocked closes the current stage: the state machine's output
+// and the new stage are persisted and audited before any site sees them.
+func (d *roundDriver) finishStageLocked(ctx context.Context) {
+	s := d.s
+	r := d.cur
+	stage := r.stage
+	expected := r.sa.Expected()
+	arrived := map[secagg.SiteID]bool{}
+	for _, id := range r.sa.Arrived() {
+		arrived[id] = true
+	}
+	out, err := r.sa.Finish()
+	for _, id := range expected {
+		if !arrived[id] {
+			site := r.sites[id-1]
+			reason := "no message before the stage deadline"
+			if _, ok := r.refused[site]; ok {
+				reason = "site refused the round"
+			}
+			if _, aerr := s.record(ctx, Event{Kind: audit.SecAggDropout, Round: u64p(r.cfg.Round), Outcome: audit.OutcomeFailed,
+				Reason: reason, Objects: []audit.Object{{Type: "site", ID: site}}, Message: "stage " + stage.String()}); aerr != nil {
+				s.log.Printf("audit: %v", aerr)
+			}
+		}
+	}
+	if err != nil {
+		d.abortLocked(ctx, fmt.Sprintf("stage %s: %v", stage, err))
+		return
+	}
+	s.hook("stage.finished." + stage.String())
+	next := pb.Stage(r.sa.Stage())
+	if next == pb.Stage_STAGE_DONE {
+		d.publishLocked(ctx)
+		return
+	}
+	outputs := map[string][]byte{}
+	for _, o := range out {
+		outputs[r.sites[o.To-1]] = o.Msg.Marshal()
+	}
+	if err := s.st.setRoundStage(ctx, r.cfg.Round, int32(next), strings.Join(r.expectedNamesAfter(), ","), "", s.now()); err != nil {
+		d.abortLocked(ctx, fmt.Sprintf("persist stage %s: %v", next, err))
+		return
+	}
+	r.outputs[stage] = outputs
+	r.stage = next
+	timeout := time.Duration(r.cfg.StageTimeoutMs) * time.Millisecond
+	r.deadline = s.now().Add(timeout)
+	d.notify()
+}
+
+func (r *activeRound) expectedNamesAfter() []string {
+	var out []string
+	for _, id := range r.sa.Expected() {
+		out = append(out, r.sites[id-1])
+	}
+	return out
+}
+
+func (d *roundDriver) abortLocked(ctx context.Context, reason string) {
+	s := d.s
+	r := d.cur
+	if err := s.st.setRoundStage(ctx, r.cfg.Round, stageAborted, "", reason, s.now()); err != nil {
+		s.log.Printf("persist abort of round %d: %v", r.cfg.Round, err)
+	}
+	if _, err := s.record(ctx, Event{Kind: audit.RoundAborted, Round: u64p(r.cfg.Round), Outcome: audit.OutcomeAborted, Reason: reason}); err != nil {
+		s.log.Printf("audit: %v", err)
+	}
+	s.log.Printf("round %d aborted: %s", r.cfg.Round, reason)
+	s.metrics.rounds.inc("aborted")
+	d.last = &pb.RoundStatus{Round: r.cfg.Round, Stage: pb.Stage_STAGE_ABORTED, Config: r.cfg, AbortReason: reason}
+	d.cur = nil
+	d.notify()
+}
+
+// publishLocked decodes the unmasked sum, steps the global adapter and
+// publishes it. Order: write the adapter directory, mark the round
+// publishing in the database, append aggregate.produced and
+// model.published, then complete the round in one transaction.
+func (d *roundDriver) publishLocked(ctx context.Context) {
+	s := d.s
+	r := d.cur
+	sum, survivors, err := r.sa.Result()
+	if err != nil {
+		d.abortLocked(ctx, fmt.Sprintf("result: %v", err))
+		return
+	}
+	var seed [32]byte
+	copy(seed[:], r.cfg.RoundSeed)
+	total, err := aggregator.Decode(AggregatorConfig(r.cfg), sum, seed)
+	if err != nil {
+		d.abortLocked(ctx, fmt.Sprintf("decode: %v", err))
+		return
+	}
+	avg := aggregator.Average(total, len(survivors))
+	next := d.global.Clone()
+	if err := d.opt.Step(next.Trainable(), avg); err != nil {
+		d.abortLocked(ctx, fmt.Sprintf("server optimizer: %v", err))
+		return
+	}
+	var names []string
+	for _, id := range survivors {
+		names = append(names, r.sites[id-1])
+	}
+	sort.Strings(names)
+	ver := d.ver + 1
+	dir := filepath.Join(s.cfg.DataDir, "published", fmt.Sprintf("v%d", ver))
+	if err := d.writeVersion(ctx, next, dir, r, ver, names); err != nil {
+		d.abortLocked(ctx, fmt.Sprintf("publish: %v", err))
+		return
+	}
+	digest, err := DirDigest(dir)
+	if err != nil {
+		d.abortLocked(ctx, fmt.Sprintf("publish: %v", err))
+		return
+	}
+	round := r.cfg.Round
+	if _, err := s.st.db.ExecContext(ctx, `UPDATE rounds SET stage = ?, adapter_version = ?, participants = ? WHERE round = ?`,
+		stagePublishing, ver, strings.Join(names, ","), round); err != nil {
+		d.abortLocked(ctx, fmt.Sprintf("persist: %v", err))
+		return
+	}
+	s.hook("publish.written")
+	if _, err := s.record(ctx, Event{Kind: audit.AggregateProduced, Round: u64p(round),
+		Objects: []audit.Object{{Type: "aggregate", ID: fmt.Sprintf("round-%d", round), Digest: digestOfVector(sum)}},
+		Message: fmt.Sprintf("survivors=%s", strings.Join(names, ","))}); err != nil {
+		s.log.Printf("audit: %v", err)
+	}
+	s.hook("aggregate.recorded")
+	idx, err := s.record(ctx, Event{Kind: audit.ModelPublished, Round: u64p(round),
+		Objects: []audit.Object{{Type: "adapter", ID: fmt.Sprintf("v%d", ver), Digest: digest}}})
+	if err != nil {
+		s.log.Printf("audit: %v (the round completes at the next start)", err)
+		return
+	}
+	s.hook("published.recorded")
+	if o, ok := d.opt.(*aggregator.FedAdam); ok {
+		if st, err := o.MarshalState(); err == nil {
+			_ = s.st.putMeta(ctx, "optimizer", st)
+		}
+	}
+	if err := s.st.completeRound(ctx, publishedRow{Version: ver, Round: round, Digest: digest, Dir: dir, AuditIndex: idx}, names, s.now()); err != nil {
+		s.log.Printf("complete round %d: %v (the round completes at the next start)", round, err)
+		return
+	}
+	d.global, d.ver = next, ver
+	s.metrics.rounds.inc("completed")
+	s.log.Printf("round %d complete: %d sites, published adapter v%d %s", round, len(names), ver, digest)
+	d.last = &pb.RoundStatus{Round: round, Stage: pb.Stage_STAGE_DONE, Config: r.cfg, AdapterVersion: ver, Participants: names}
+	d.cur = nil
+	d.notify()
+}
+
+// await blocks until the site's output of stage is ready, the round ends,
+// or wait elapses.
+func (d *roundDriver) await(ctx context.Context, site string, round uint64, stage pb.Stage, wait time.Duration) (*pb.StageOutput, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		d.mu.Lock()
+		ch := d.changed
+		r := d.cur
+		var res *pb.StageOutput
+		switch {
+		case r != nil && r.cfg.Round == round:
+			if out, ok := r.outputs[stage]; ok {
+				p, ok := out[site]
+				if !ok {
+					res = &pb.StageOutput{Round: round, Stage: stage, AbortReason: "site dropped from the round at stage " + stage.String()}
+				} else {
+					res = &pb.StageOutput{Round: round, Stage: stage, Ready: true, Payload: p}
+				}
+			}
+		case d.last != nil && d.last.Round == round:
+			if d.last.Stage == pb.Stage_STAGE_ABORTED {
+				res = &pb.StageOutput{Round: round, Stage: stage, AbortReason: d.last.AbortReason}
+			} else {
+				res = &pb.StageOutput{Round: round, Stage: pb.Stage_STAGE_DONE, Ready: true}
+			}
+		default:
+			res = &pb.StageOutput{Round: round, Stage: stage, AbortReason: fmt.Sprintf("round %d is not running", round)}
+		}
+		d.mu.Unlock()
+		if res != nil {
+			return res, nil
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return &pb.StageOutput{Round: round, Stage: stage}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// waitChange blocks until the round state changes, ctx is done or wait
+// elapses, and returns the status then.
+func (d *roundDriver) waitChange(ctx context.Context, known *pb.RoundStatus, wait time.Duration) *pb.RoundStatus {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		d.mu.Lock()
+		st := d.statusLocked()
+		ch := d.changed
+		d.mu.Unlock()
+		if known == nil || st.Round != known.Round || st.Stage != known.Stage {
+			return st
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return st
+		case <-ctx.Done():
+			return st
+		}
+	}
+}
+
+var _ = os.Stat
