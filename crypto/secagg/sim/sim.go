@@ -186,20 +186,29 @@ func (f *Federation) clientStep(site secagg.SiteID, st secagg.Stage) (secagg.Mes
 	return nil, nil // nothing received: nothing to answer
 }
 
+// Answer runs site's method for the server's current stage on the message
+// the site last received and returns its answer: nil if the site has dropped
+// out, has aborted or received nothing. A client error is recorded in
+// ClientErrs.
+func (f *Federation) Answer(site secagg.SiteID) secagg.Message {
+	st := f.Server.Stage()
+	if f.dropped(site, st) || f.ClientErrs[site] != nil {
+		return nil
+	}
+	m, err := f.clientStep(site, st)
+	if err != nil {
+		f.ClientErrs[site] = err
+		return nil
+	}
+	return m
+}
+
 // ClientsStep runs every live site's method for the server's current stage
 // and delivers the answers to the server. It does not call Finish.
 func (f *Federation) ClientsStep() error {
-	st := f.Server.Stage()
 	for i := range f.Clients {
 		site := secagg.SiteID(i + 1)
-		if f.dropped(site, st) || f.ClientErrs[site] != nil {
-			continue
-		}
-		m, err := f.clientStep(site, st)
-		if err != nil {
-			f.ClientErrs[site] = err
-			continue
-		}
+		m := f.Answer(site)
 		if m == nil {
 			continue
 		}
