@@ -131,7 +131,7 @@ func InitFileStoreWith(dir string, passphrase []byte, opts FileOptions) (*FileSt
 	}
 	defer unlock()
 	if _, err := os.Lstat(s.path); err == nil {
-		return nil, fmt.Errorf("keystore: %s: %w (a store is already initialized there)", s.path, ErrExists)
+		return nil, fmt.Errorf("keystore: %s %w (a key store is initialized there)", s.path, ErrExists)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}

@@ -263,7 +263,7 @@ func parseFile(path string, data []byte) (*sealedFile, error) {
 // open decrypts f with keys, which must have been derived for f.params.
 func (f *sealedFile) open(path string, keys *derivedKeys) ([]byte, error) {
 	if subtle.ConstantTimeCompare(f.check, keys.check) != 1 {
-		return nil, fmt.Errorf("%w for %s", ErrWrongPassphrase, path)
+		return nil, fmt.Errorf("keystore: %w for %s", ErrWrongPassphrase, path)
 	}
 	aead, err := chacha20poly1305.NewX(keys.aeadKey)
 	if err != nil {

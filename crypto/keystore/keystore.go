@@ -123,15 +123,15 @@ type Store interface {
 
 var (
 	// ErrExists reports that a key of the requested name exists.
-	ErrExists = errors.New("keystore: key exists")
+	ErrExists = errors.New("already exists")
 	// ErrNotFound reports that no key or secret has the requested name.
-	ErrNotFound = errors.New("keystore: not found")
+	ErrNotFound = errors.New("not found")
 	// ErrWrongPassphrase reports that the passphrase does not open the
 	// file store.
-	ErrWrongPassphrase = errors.New("keystore: wrong passphrase")
+	ErrWrongPassphrase = errors.New("wrong passphrase")
 	// ErrTampered reports that a key store file was modified by something
 	// other than this package, or is corrupt.
-	ErrTampered = errors.New("keystore: file was modified or is corrupt")
+	ErrTampered = errors.New("file was modified or is corrupt")
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
