@@ -45,7 +45,7 @@ func CrossEntropy[F Float](loss, lse, logits []F, labels []int, rows, vocab int)
 		}
 		var z float64
 		for _, v := range row {
-			z += math.Exp(float64(v - m))
+			z += float64(expF(v - m))
 		}
 		l := float64(m) + math.Log(z)
 		lse[r] = F(l)
@@ -86,9 +86,9 @@ func CrossEntropyBackward[F Float](dlogits, logits, lse []F, labels []int, dloss
 			panic("kernels: CrossEntropyBackward label out of range")
 		}
 		row := logits[r*vocab : r*vocab+vocab]
-		l, g := float64(lse[r]), float64(dloss[r])
+		l, g := lse[r], dloss[r]
 		for j, v := range row {
-			d[j] = F(g * math.Exp(float64(v)-l))
+			d[j] = g * expF(v-l)
 		}
 		d[y] -= dloss[r]
 	}

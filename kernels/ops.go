@@ -32,7 +32,42 @@ func opsAs[T, F Float](s []F) []T {
 	return unsafe.Slice((*T)(unsafe.Pointer(&s[0])), len(s))
 }
 
-func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+// expF is e^x in the precision of F: math.Exp for float64, [expf32] for
+// float32. unsafe.Sizeof is a constant in each instantiation, so the branch
+// is resolved at compile time.
+func expF[F Float](x F) F {
+	if unsafe.Sizeof(x) == 4 {
+		return F(expf32(float32(x)))
+	}
+	return F(math.Exp(float64(x)))
+}
+
+// expf32 is e^x in float32 arithmetic, after Cephes expf (Moshier 1992):
+// x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-7 minimax polynomial,
+// scaled by 2^n. Relative error below 2⁻²² on the range where the result is
+// a normal float32; results below the normal range flush to 0.
+func expf32(x float32) float32 {
+	switch {
+	case x != x:
+		return x
+	case x > 88.72283:
+		return float32(math.Inf(1))
+	case x < -87.33654:
+		return 0
+	}
+	n := float32(math.Floor(float64(x*1.44269504088896341 + 0.5))) // round(x/ln2)
+	r := x - n*0.693359375                                          // ln2 split in two parts
+	r -= n * -2.12194440e-4                                         // for an exact n·ln2
+	z := r * r
+	y := ((((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r+5.0000001201e-1)*z + r) + 1
+	if n > 127 { // 2^128 is not a float32: scale in two steps
+		return y * 2 * math.Float32frombits(uint32(int32(n)+126)<<23)
+	}
+	return y * math.Float32frombits(uint32(int32(n)+127)<<23) // 2^n
+}
+
+// sigmoid is 1/(1+e^−x) in the precision of F.
+func sigmoid[F Float](x F) F { return 1 / (1 + expF(-x)) }
 
 // SiLU computes dst = x·σ(x) elementwise (Elfwing et al. 2018, eq. 1;
 // Hendrycks & Gimpel's GELU paper calls it SiLU). Reference loop:
@@ -47,8 +82,7 @@ func SiLU[F Float](dst, x []F) {
 		panic("kernels: SiLU length mismatch")
 	}
 	for i, v := range x {
-		xf := float64(v)
-		dst[i] = F(xf * sigmoid(xf))
+		dst[i] = v * sigmoid(v)
 	}
 }
 
@@ -66,9 +100,8 @@ func SiLUBackward[F Float](dx, dy, x []F) {
 		panic("kernels: SiLUBackward length mismatch")
 	}
 	for i, v := range x {
-		xf := float64(v)
-		s := sigmoid(xf)
-		dx[i] = F(float64(dy[i]) * s * (1 + xf*(1-s)))
+		s := sigmoid(v)
+		dx[i] = dy[i] * s * (1 + v*(1-s))
 	}
 }
 
@@ -86,8 +119,7 @@ func SwiGLU[F Float](dst, g, u []F) {
 		panic("kernels: SwiGLU length mismatch")
 	}
 	for i, v := range g {
-		gf := float64(v)
-		dst[i] = F(gf * sigmoid(gf) * float64(u[i]))
+		dst[i] = v * sigmoid(v) * u[i]
 	}
 }
 
@@ -107,10 +139,10 @@ func SwiGLUBackward[F Float](dg, du, dy, g, u []F) {
 		panic("kernels: SwiGLUBackward length mismatch")
 	}
 	for i := 0; i < n; i++ {
-		gf, uf, dyf := float64(g[i]), float64(u[i]), float64(dy[i])
-		s := sigmoid(gf)
-		dg[i] = F(dyf * uf * s * (1 + gf*(1-s)))
-		du[i] = F(dyf * gf * s)
+		gv, uv, dyv := g[i], u[i], dy[i]
+		s := sigmoid(gv)
+		dg[i] = dyv * uv * s * (1 + gv*(1-s))
+		du[i] = dyv * gv * s
 	}
 }
 
@@ -150,9 +182,9 @@ func softmaxRow[F Float](dst, x []F) {
 	}
 	var z float64
 	for j, v := range x {
-		e := math.Exp(float64(v - m))
-		dst[j] = F(e)
-		z += e
+		e := expF(v - m)
+		dst[j] = e
+		z += float64(e)
 	}
 	inv := 1 / z
 	for j := range dst {

@@ -197,3 +197,24 @@ func TestAttentionGrad(t *testing.T) {
 		})
 	}
 }
+
+// TestExpF32 compares the float32 exponential with math.Exp.
+func TestExpF32(t *testing.T) {
+	worst := 0.0
+	for x := -87.0; x <= 88.5; x += 0.001 {
+		got := float64(expf32(float32(x)))
+		want := math.Exp(float64(float32(x)))
+		e := math.Abs(got-want) / want
+		worst = math.Max(worst, e)
+		if e > 4e-7 {
+			t.Fatalf("expf32(%v) = %v, want %v (rel err %.3g)", float32(x), got, want, e)
+		}
+	}
+	t.Logf("worst relative error %.3g", worst)
+	if expf32(-100) != 0 || !math.IsInf(float64(expf32(100)), 1) || expf32(0) != 1 {
+		t.Error("edge cases")
+	}
+	if nan := float32(math.NaN()); expf32(nan) == expf32(nan) {
+		t.Error("NaN not propagated")
+	}
+}

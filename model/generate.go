@@ -24,6 +24,9 @@ type GenerateOptions struct {
 	Seed uint64
 	// EOS lists end-of-sequence ids: generation stops after emitting one.
 	EOS []int
+	// OnToken, when not nil, is called with each new token as it is
+	// chosen (for streaming output and progress).
+	OnToken func(tok int)
 }
 
 // kvCache holds the keys (after RoPE) and values of every layer for the
@@ -169,6 +172,9 @@ func (m *Model) generate(a *Adapter, prompt []int, opts GenerateOptions, seen fu
 		}
 		tok := sample(last, opts, rng, probs, idx)
 		out = append(out, tok)
+		if opts.OnToken != nil {
+			opts.OnToken(tok)
+		}
 		if slices.Contains(opts.EOS, tok) || len(out) == opts.MaxNewTokens {
 			break
 		}
