@@ -56,8 +56,8 @@ func expf32(x float32) float32 {
 		return 0
 	}
 	n := float32(math.Floor(float64(x*1.44269504088896341 + 0.5))) // round(x/ln2)
-	r := x - n*0.693359375                                          // ln2 split in two parts
-	r -= n * -2.12194440e-4                                         // for an exact n·ln2
+	r := x - n*0.693359375                                         // ln2 split in two parts
+	r -= n * -2.12194440e-4                                        // for an exact n·ln2
 	z := r * r
 	y := ((((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r+5.0000001201e-1)*z + r) + 1
 	if n > 127 { // 2^128 is not a float32: scale in two steps

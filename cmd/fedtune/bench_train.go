@@ -56,7 +56,7 @@ type trainBenchResult struct {
 func newBenchTrainCmd() *cobra.Command {
 	var (
 		hidden, layers, heads, kvHeads, inter, vocab, seq, batch, rank, steps, threads int
-		jsonOut                                                                       bool
+		jsonOut                                                                        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "train",
