@@ -130,14 +130,14 @@ func benchGemm(stderr io.Writer, progress bool, m, n, k int, transA, transB bool
 	call := func(be kernels.Backend) {
 		be.Sgemm(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, n)
 	}
-	// Each sample repeats the call until it lasts about 50ms, so that tiny
+	// Each sample repeats the call until it lasts about 25ms, so that tiny
 	// sizes are not timer noise; the repeat count comes from a warm-up.
 	reps := make([]int, len(backends))
 	for i, be := range backends {
 		start := time.Now()
 		call(be)
 		d := time.Since(start)
-		reps[i] = max(1, int(50*time.Millisecond/max(d, time.Microsecond)))
+		reps[i] = max(1, int(25*time.Millisecond/max(d, time.Microsecond)))
 	}
 	best := make([]time.Duration, len(backends))
 	for r := 0; r < runs; r++ {
