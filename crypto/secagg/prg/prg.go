@@ -28,6 +28,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -111,6 +112,18 @@ func run(m int, dst []uint32, terms []Term, base [16]byte, workers int) {
 		return
 	}
 	ex := expand(terms)
+	// Same-sign terms are applied four at a time: four keystreams into four
+	// buffers, then one pass dst ±= k0+k1+k2+k3, so the accumulator chunk is
+	// loaded and stored once per four keys.
+	slices.SortStableFunc(ex, func(a, b expanded) int {
+		switch {
+		case a.neg == b.neg:
+			return 0
+		case !a.neg:
+			return -1
+		}
+		return 1
+	})
 	nchunks := (m + ChunkWords - 1) / ChunkWords
 	w := min(Workers(workers), nchunks)
 	var next atomic.Int64
@@ -120,7 +133,10 @@ func run(m int, dst []uint32, terms []Term, base [16]byte, workers int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, 4*ChunkWords)
+			var bufs [4][]byte
+			for i := range bufs {
+				bufs[i] = make([]byte, 4*ChunkWords)
+			}
 			for {
 				c := int(next.Add(1) - 1)
 				if c >= nchunks {
@@ -130,17 +146,33 @@ func run(m int, dst []uint32, terms []Term, base [16]byte, workers int) {
 				end := min(start+ChunkWords, m)
 				n := end - start
 				iv := counterIV(base, uint64(start/4))
-				for _, e := range ex {
-					ctr := cipher.NewCTR(e.block, iv[:])
-					ctr.XORKeyStream(buf[:4*n], zeros[:4*n])
-					if dst == nil {
-						continue
+				for i := 0; i < len(ex); {
+					// A group: up to four consecutive terms of one sign.
+					g := 1
+					for g < 4 && i+g < len(ex) && ex[i+g].neg == ex[i].neg {
+						g++
 					}
-					if e.neg {
-						subLE(dst[start:end], buf[:4*n])
-					} else {
-						addLE(dst[start:end], buf[:4*n])
+					for j := range g {
+						cipher.NewCTR(ex[i+j].block, iv[:]).XORKeyStream(bufs[j][:4*n], zeros[:4*n])
 					}
+					if dst != nil {
+						d := dst[start:end]
+						switch {
+						case g == 4 && ex[i].neg:
+							sub4LE(d, &bufs)
+						case g == 4:
+							add4LE(d, &bufs)
+						default:
+							for j := range g {
+								if ex[i].neg {
+									subLE(d, bufs[j][:4*n])
+								} else {
+									addLE(d, bufs[j][:4*n])
+								}
+							}
+						}
+					}
+					i += g
 				}
 			}
 		}()

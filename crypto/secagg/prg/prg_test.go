@@ -178,3 +178,43 @@ func BenchmarkKeystream(b *testing.B) {
 		Keystream(1<<20, terms, 1)
 	}
 }
+
+func TestAdd4Kernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for n := 0; n < 40; n++ {
+		dst := make([]uint32, n+2)
+		for i := range dst {
+			dst[i] = r.Uint32()
+		}
+		var src [4][]byte
+		for j := range src {
+			src[j] = make([]byte, 4*n+4)
+			for i := range src[j] {
+				src[j][i] = byte(r.Uint32())
+			}
+		}
+		for _, op := range []struct {
+			name      string
+			fast, ref func([]uint32, *[4][]byte)
+		}{{"add4", add4LE, add4LEGeneric}, {"sub4", sub4LE, sub4LEGeneric}} {
+			a, b := slices.Clone(dst), slices.Clone(dst)
+			op.fast(a[1:n+1], &src)
+			op.ref(b[1:n+1], &src)
+			if !slices.Equal(a, b) {
+				t.Fatalf("%s n=%d: kernel differs from generic loop", op.name, n)
+			}
+			// and from four single passes
+			c := slices.Clone(dst)
+			for j := range src {
+				if op.name == "add4" {
+					addLEGeneric(c[1:n+1], src[j])
+				} else {
+					subLEGeneric(c[1:n+1], src[j])
+				}
+			}
+			if !slices.Equal(a, c) {
+				t.Fatalf("%s n=%d: differs from four single passes", op.name, n)
+			}
+		}
+	}
+}
