@@ -47,23 +47,28 @@ func expF[F Float](x F) F {
 // scaled by 2^n. Relative error below 2⁻²² on the range where the result is
 // a normal float32; results below the normal range flush to 0.
 func expf32(x float32) float32 {
-	switch {
-	case x != x:
-		return x
-	case x > 88.72283:
-		return float32(math.Inf(1))
-	case x < -87.33654:
+	if !(x >= -87.33654) {
+		if x != x {
+			return x // NaN
+		}
 		return 0
 	}
-	n := float32(math.Floor(float64(x*1.44269504088896341 + 0.5))) // round(x/ln2)
-	r := x - n*0.693359375                                         // ln2 split in two parts
-	r -= n * -2.12194440e-4                                        // for an exact n·ln2
+	if x > 88.72283 {
+		return float32(math.Inf(1))
+	}
+	// n = round(x/ln2): adding 1.5·2²³ leaves the rounded integer in the
+	// low mantissa bits.
+	t := x*1.44269504088896341 + 12582912
+	n := int32(math.Float32bits(t)) - 0x4B400000
+	fn := t - 12582912
+	r := x - fn*0.693359375  // ln2 split in two parts
+	r -= fn * -2.12194440e-4 // for an exact n·ln2
 	z := r * r
 	y := ((((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r+5.0000001201e-1)*z + r) + 1
 	if n > 127 { // 2^128 is not a float32: scale in two steps
-		return y * 2 * math.Float32frombits(uint32(int32(n)+126)<<23)
+		return y * 2 * math.Float32frombits(uint32(n+126)<<23)
 	}
-	return y * math.Float32frombits(uint32(int32(n)+127)<<23) // 2^n
+	return y * math.Float32frombits(uint32(n+127)<<23) // 2^n
 }
 
 // sigmoid is 1/(1+e^−x) in the precision of F.

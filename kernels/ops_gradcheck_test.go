@@ -218,3 +218,28 @@ func TestExpF32(t *testing.T) {
 		t.Error("NaN not propagated")
 	}
 }
+
+func BenchmarkExp(b *testing.B) {
+	x := make([]float32, 4096)
+	for i := range x {
+		x[i] = -float32(i) / 256
+	}
+	b.Run("expf32", func(b *testing.B) {
+		var s float32
+		for i := 0; i < b.N; i++ {
+			for _, v := range x {
+				s += expf32(v)
+			}
+		}
+		_ = s
+	})
+	b.Run("math.Exp", func(b *testing.B) {
+		var s float64
+		for i := 0; i < b.N; i++ {
+			for _, v := range x {
+				s += math.Exp(float64(v))
+			}
+		}
+		_ = s
+	})
+}
