@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 )
 
 // AdvertiseKeys is a site's first message (stage AdvertiseKeys, client →
@@ -445,8 +446,26 @@ func UnmarshalMaskedInput(b []byte) (*MaskedInput, error) {
 	return m, nil
 }
 
+// littleEndian reports whether this machine stores uint32 little-endian, in
+// which case a []uint32 already is its wire encoding.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// wordBytes views v as its little-endian encoding (little-endian machines only).
+func wordBytes(v []uint32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
 // AppendWords appends the little-endian encoding of v to dst.
 func AppendWords(dst []byte, v []uint32) []byte {
+	if littleEndian {
+		return append(dst, wordBytes(v)...)
+	}
 	for _, w := range v {
 		dst = binary.LittleEndian.AppendUint32(dst, w)
 	}
@@ -460,6 +479,10 @@ func DecodeWords(dst []uint32, b []byte) error {
 	if len(b) != 4*len(dst) {
 		return &DecodeError{Message: "vector chunk", Field: "words", Reason: fmt.Sprintf("%d bytes for %d words, want %d", len(b), len(dst), 4*len(dst))}
 	}
+	if littleEndian {
+		copy(wordBytes(dst), b)
+		return nil
+	}
 	for i := range dst {
 		dst[i] = binary.LittleEndian.Uint32(b[4*i:])
 	}
@@ -469,6 +492,9 @@ func DecodeWords(dst []uint32, b []byte) error {
 // VectorDigest is SHA-256 of the little-endian encoding of v, as carried in
 // MaskedInput.VectorDigest.
 func VectorDigest(v []uint32) [32]byte {
+	if littleEndian {
+		return sha256.Sum256(wordBytes(v))
+	}
 	h := sha256.New()
 	var buf [16384]byte
 	for len(v) > 0 {

@@ -2,6 +2,7 @@ package secagg_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"sync"
 	"testing"
@@ -228,4 +229,17 @@ func FuzzDecodeWords(f *testing.F) {
 			t.Fatal("AppendWords(DecodeWords(b)) != b")
 		}
 	})
+}
+
+// TestVectorDigestKnownAnswer pins the encoding: SHA-256 of the bytes
+// 01 00 00 00 ff ff ff ff (words 1 and 0xffffffff, little-endian).
+func TestVectorDigestKnownAnswer(t *testing.T) {
+	got := secagg.VectorDigest([]uint32{1, 0xffffffff})
+	want := sha256.Sum256([]byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	if got != want {
+		t.Fatalf("VectorDigest = %x, want %x", got, want)
+	}
+	if b := secagg.AppendWords([]byte{9}, []uint32{0x04030201}); !bytes.Equal(b, []byte{9, 1, 2, 3, 4}) {
+		t.Fatalf("AppendWords = %x", b)
+	}
 }
