@@ -31,8 +31,10 @@ const lockName = "keystore.lock"
 // FileOptions tunes a [FileStore]. The zero value is the production
 // setting.
 type FileOptions struct {
-	// Rand is the source of keys, salts and nonces; crypto/rand.Reader if
-	// nil. It must be a CSPRNG.
+	// Rand is the source of salts, nonces and Ed25519 keys;
+	// crypto/rand.Reader if nil. It must be a CSPRNG. (Go ignores it for
+	// ECDSA key generation and signing, which always use the system's
+	// CSPRNG.)
 	Rand io.Reader
 	// Now stamps key versions and secrets; time.Now if nil.
 	Now func() time.Time
