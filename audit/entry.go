@@ -463,3 +463,5 @@ func (e *Entry) VerifySiteSignature(pub ed25519.PublicKey) error {
 	}
 	return nil
 }
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
