@@ -20,11 +20,13 @@ type addedToken struct {
 // trie matches added tokens leftmost-longest, like the Aho-Corasick automaton
 // of the tokenizers library (MatchKind::LeftmostLongest).
 type trie struct {
-	next map[byte]*trie
-	tok  *addedToken
+	next  map[byte]*trie
+	tok   *addedToken
+	first [256]bool // root only: bytes that start some token
 }
 
 func (t *trie) insert(key string, tok *addedToken) {
+	t.first[key[0]] = true
 	n := t
 	for i := 0; i < len(key); i++ {
 		if n.next == nil {
@@ -91,6 +93,10 @@ func splitAdded(t *trie, s string, first bool, dst []section) []section {
 	}
 	start := 0
 	for i := 0; i < len(s); {
+		if !t.first[s[i]] {
+			i++
+			continue
+		}
 		tok, n := t.longest(s, i, accept)
 		if tok == nil {
 			i++

@@ -74,7 +74,10 @@ const (
 func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
 
 func (m *bpe) runeID(s string) int32 {
-	r, _ := utf8.DecodeRuneInString(s)
+	r, w := utf8.DecodeRuneInString(s)
+	if r == utf8.RuneError && w == 1 {
+		return -1 // an invalid byte; must not share the cache entry of U+FFFD
+	}
 	if v, ok := m.runeIDs.Load(r); ok {
 		return v.(int32)
 	}
@@ -161,23 +164,43 @@ func (m *bpe) bpeWord(word string) []int32 {
 }
 
 // mergeScan merges by repeatedly scanning for the lowest-ranked pair; for
-// short words this beats a heap.
+// short words this beats a heap. The rank of the pair starting at each symbol
+// is kept in rank/mid, so a merge costs two map lookups.
 func (m *bpe) mergeScan(syms []symbol) {
+	var rankBuf, midBuf [24]int32
+	rank, mid := rankBuf[:0], midBuf[:0]
+	if len(syms) > len(rankBuf) {
+		rank, mid = make([]int32, 0, len(syms)), make([]int32, 0, len(syms))
+	}
+	rank, mid = rank[:len(syms)], mid[:len(syms)]
+	look := func(i int32) {
+		rank[i] = -1
+		j := syms[i].next
+		if j == -1 || syms[i].id < 0 || syms[j].id < 0 {
+			return
+		}
+		if mg, ok := m.merges[pairKey(syms[i].id, syms[j].id)]; ok {
+			rank[i], mid[i] = mg.rank, mg.id
+		}
+	}
+	for i := range syms {
+		look(int32(i))
+	}
 	for {
-		best, bestRank, bestID := int32(-1), int32(-1), int32(0)
-		for i := int32(0); i != -1 && syms[i].next != -1; i = syms[i].next {
-			a, b := syms[i].id, syms[syms[i].next].id
-			if a < 0 || b < 0 {
-				continue
-			}
-			if mg, ok := m.merges[pairKey(a, b)]; ok && (best < 0 || mg.rank < bestRank) {
-				best, bestRank, bestID = i, mg.rank, mg.id
+		best := int32(-1)
+		for i := int32(0); i != -1; i = syms[i].next {
+			if r := rank[i]; r >= 0 && (best < 0 || r < rank[best]) {
+				best = i
 			}
 		}
 		if best < 0 {
 			return
 		}
-		joinSymbols(syms, best, bestID)
+		joinSymbols(syms, best, mid[best])
+		look(best)
+		if p := syms[best].prev; p != -1 {
+			look(p)
+		}
 	}
 }
 

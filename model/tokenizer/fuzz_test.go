@@ -41,12 +41,12 @@ func FuzzEncodeByteLevel(f *testing.F) {
 	})
 }
 
-// FuzzEncodeSentencePiece: the same for Llama 2, where decoding is not an
+// FuzzEncodeSentencePiece: the same for Mistral, where decoding is not an
 // exact inverse (the decoder strips one leading space), so only the
 // invariants that hold are checked.
 func FuzzEncodeSentencePiece(f *testing.F) {
 	addSeeds(f)
-	tok := fixture(f, "llama2")
+	tok := fixture(f, "mistral")
 	f.Fuzz(func(t *testing.T, s string) {
 		ids := tok.Encode(s, true)
 		if len(ids) == 0 || ids[0] != 1 {

@@ -113,6 +113,10 @@ func (p *splitPreTok) preTokenize(dst []string, s string, _ bool) []string {
 	if s == "" {
 		return dst
 	}
+	if p.re != nil && !p.invert && (p.behavior == "Isolated" || p.behavior == "Contiguous") {
+		// The known patterns match everywhere, so every piece is a match.
+		return p.re.split(dst, s)
+	}
 	// Mark each byte range as a match (delimiter) or not.
 	type span struct {
 		a, b  int

@@ -52,12 +52,49 @@ func lookupPattern(src string) (*splitPattern, error) {
 	return nil, fmt.Errorf("unsupported split regex %q: only the GPT-2, Llama 3 and Qwen2 pre-tokenizer patterns are implemented", src)
 }
 
-func isL(r rune) bool { return unicode.IsLetter(r) }
-func isN(r rune) bool { return unicode.IsNumber(r) }
-func isS(r rune) bool { return unicode.IsSpace(r) }
+// Character classes of the patterns, as bits so that runs can test a set.
+const (
+	clsL     uint8 = 1 << iota // \p{L}
+	clsN                       // \p{N}
+	clsS                       // \s
+	clsOther                   // [^\s\p{L}\p{N}]
+)
+
+var asciiClass = func() (t [utf8.RuneSelf]uint8) {
+	for r := rune(0); r < utf8.RuneSelf; r++ {
+		t[r] = slowClass(r)
+	}
+	return t
+}()
+
+func slowClass(r rune) uint8 {
+	switch {
+	case unicode.IsLetter(r):
+		return clsL
+	case unicode.IsNumber(r):
+		return clsN
+	case unicode.IsSpace(r):
+		return clsS
+	}
+	return clsOther
+}
+
+func class(r rune) uint8 {
+	if r >= 0 && r < utf8.RuneSelf {
+		return asciiClass[r]
+	}
+	if r < 0 {
+		return 0 // end of text
+	}
+	return slowClass(r)
+}
+
+func isL(r rune) bool { return class(r) == clsL }
+func isN(r rune) bool { return class(r) == clsN }
+func isS(r rune) bool { return class(r) == clsS }
 
 // isOther reports membership in [^\s\p{L}\p{N}].
-func isOther(r rune) bool { return !isS(r) && !isL(r) && !isN(r) }
+func isOther(r rune) bool { return class(r) == clsOther }
 
 func runeAt(s string, i int) (rune, int) {
 	if i >= len(s) {
@@ -109,17 +146,32 @@ next:
 	return -1
 }
 
-// run returns the end of the run of runes satisfying f that starts at i,
-// consuming at most max runes when max > 0.
-func run(s string, i int, f func(rune) bool, max int) int {
+// run returns the end of the run of runes whose class is in mask that
+// starts at i, consuming at most max runes when max > 0.
+func run(s string, i int, mask uint8, max int) int {
 	n := 0
 	for i < len(s) && (max == 0 || n < max) {
-		r, w := runeAt(s, i)
-		if !f(r) {
-			break
+		if c := s[i]; c < utf8.RuneSelf {
+			if asciiClass[c]&mask == 0 {
+				break
+			}
+			i++
+		} else {
+			r, w := utf8.DecodeRuneInString(s[i:])
+			if slowClass(r)&mask == 0 {
+				break
+			}
+			i += w
 		}
-		i += w
 		n++
+	}
+	return i
+}
+
+// runCRLF returns the end of the run of CR and LF bytes starting at i.
+func runCRLF(s string, i int) int {
+	for i < len(s) && (s[i] == '\r' || s[i] == '\n') {
+		i++
 	}
 	return i
 }
@@ -136,27 +188,28 @@ func (p *splitPattern) match(s string, i int) int {
 	if p.llama3Style {
 		// [^\r\n\p{L}\p{N}]?\p{L}+
 		if isL(r0) {
-			return run(s, i, isL, 0)
+			return run(s, i, clsL, 0)
 		}
 		if r0 != '\r' && r0 != '\n' && !isN(r0) && isL(r1) {
-			return run(s, i+w0, isL, 0)
+			return run(s, i+w0, clsL, 0)
 		}
 		// \p{N}{1,digits}
 		if isN(r0) {
-			return run(s, i, isN, p.digits)
+			return run(s, i, clsN, p.digits)
 		}
 		// ` ?[^\s\p{L}\p{N}]+[\r\n]*`
 		if j := p.punct(s, i, r0, w0, r1); j >= 0 {
-			return run(s, j, isCRLF, 0)
+			return runCRLF(s, j)
 		}
 	} else {
 		// ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`
-		for _, f := range []func(rune) bool{isL, isN} {
-			if f(r0) {
-				return run(s, i, f, 0)
+		c0, c1 := class(r0), class(r1)
+		for _, c := range [2]uint8{clsL, clsN} {
+			if c0 == c {
+				return run(s, i, c, 0)
 			}
-			if r0 == ' ' && f(r1) {
-				return run(s, i+1, f, 0)
+			if r0 == ' ' && c1 == c {
+				return run(s, i+1, c, 0)
 			}
 		}
 		if j := p.punct(s, i, r0, w0, r1); j >= 0 {
@@ -164,7 +217,7 @@ func (p *splitPattern) match(s string, i int) int {
 		}
 	}
 	// Whitespace alternatives; r0 is whitespace here.
-	end := run(s, i, isS, 0)
+	end := run(s, i, clsS, 0)
 	if end == i {
 		// Unreachable for the known patterns: every rune is a letter, a
 		// number, whitespace or other. Consume one rune to guarantee progress.
@@ -194,15 +247,13 @@ func (p *splitPattern) match(s string, i int) int {
 // punct matches ` ?[^\s\p{L}\p{N}]+` at i and returns its end, or -1.
 func (p *splitPattern) punct(s string, i int, r0 rune, w0 int, r1 rune) int {
 	if r0 == ' ' && isOther(r1) {
-		return run(s, i+1, isOther, 0)
+		return run(s, i+1, clsOther, 0)
 	}
 	if isOther(r0) {
-		return run(s, i, isOther, 0)
+		return run(s, i, clsOther, 0)
 	}
 	return -1
 }
-
-func isCRLF(r rune) bool { return r == '\r' || r == '\n' }
 
 // split appends to dst the pieces of s as cut by the pattern (the "Isolated"
 // behaviour: every match is its own piece).

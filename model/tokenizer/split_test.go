@@ -154,9 +154,9 @@ func TestDecodeEdgeCases(t *testing.T) {
 		t.Errorf("Decode(nil) = %q", got)
 	}
 
-	l := fixture(t, "llama2")
+	l := fixture(t, "mistral")
 	// Byte fallback: a character outside the vocabulary becomes <0xNN> tokens.
-	ids = l.Encode("\U0001F9EC", false) // DNA, not in Llama 2's vocabulary
+	ids = l.Encode("\U0001F9EC", false) // DNA, not in Mistral's vocabulary
 	want := []string{"▁", "<0xF0>", "<0x9F>", "<0xA7>", "<0xAC>"}
 	var got []string
 	for _, id := range ids {
@@ -164,18 +164,23 @@ func TestDecodeEdgeCases(t *testing.T) {
 		got = append(got, s)
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("llama2 tokens of DNA emoji = %q, want %q", got, want)
+		t.Errorf("mistral tokens of DNA emoji = %q, want %q", got, want)
 	}
 	// Invalid byte runs decode to one U+FFFD per byte (tokenizers' ByteFallback).
 	f0, _ := l.TokenID("<0xF0>")
 	x9f, _ := l.TokenID("<0x9F>")
 	hello := l.Encode("hi", false)
 	if got := l.Decode(append([]int{f0, x9f}, hello...), false); got != "\ufffd\ufffd hi" {
-		t.Errorf("llama2 Decode(<0xF0><0x9F>▁hi) = %q", got)
+		t.Errorf("mistral Decode(<0xF0><0x9F>▁hi) = %q", got)
 	}
 	// Invalid UTF-8 input falls back to byte tokens and comes back as U+FFFD.
 	if got := l.Decode(l.Encode("a\xffb", false), false); got != "a\ufffdb" {
-		t.Errorf("llama2 round trip of invalid UTF-8 = %q", got)
+		t.Errorf("mistral round trip of invalid UTF-8 = %q", got)
+	}
+	// ... while a real U+FFFD, which Mistral has as a token, stays one token
+	// after an invalid byte was seen.
+	if got := l.Encode("\ufffd", false); !slices.Equal(got, []int{28705, 29137}) {
+		t.Errorf("mistral Encode(U+FFFD) = %v, want [28705 29137]", got)
 	}
 	// Byte-level keeps even invalid UTF-8 bytes exactly (before the lossy
 	// conversion of Decode).

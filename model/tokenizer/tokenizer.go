@@ -28,7 +28,8 @@
 //
 // Encode produces the same ids as the Hugging Face tokenizers library for
 // the supported files; the tests check this against the JavaScript port
-// (transformers.js) on several hundred strings for Qwen3 and Llama 2. Where
+// (transformers.js) on several hundred strings for Qwen3, Mistral 7B (the
+// Llama 2 scheme) and a tokenizer made by TrainByteLevelBPE. Where
 // the two reference implementations disagree, this package follows the Rust
 // library: \s in pre-tokenizer patterns is Unicode's White_Space property
 // (U+0085 is whitespace, U+FEFF is not) and (?i:) uses simple case folding.

@@ -13,10 +13,10 @@ import (
 )
 
 // Fixtures: real published tokenizer.json files (Qwen3: byte-level BPE;
-// Llama 2: SentencePiece BPE with byte fallback) and the ids the JavaScript
+// Mistral: SentencePiece BPE with byte fallback) and the ids the JavaScript
 // reference produced for them (testdata/gen/gen.mjs).
 // The third, "trained", is the output of TrainByteLevelBPE (TestTrainGolden).
-var fixtures = []string{"qwen3", "llama2", "trained"}
+var fixtures = []string{"qwen3", "mistral", "trained"}
 
 var (
 	loadOnce sync.Map // name -> *loaded
@@ -54,7 +54,9 @@ type expected struct {
 	DecodedSkip string `json:"decoded_skip"`
 }
 
-func readExpected(t *testing.T, name string) []expected {
+func readExpected(t *testing.T, name string) []expected { return readExpectedTB(t, name) }
+
+func readExpectedTB(t testing.TB, name string) []expected {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", name+"_expected.jsonl"))
 	if err != nil {
@@ -157,15 +159,15 @@ func TestSpecialIDs(t *testing.T) {
 		t.Errorf("qwen3 Token(9707) = %q, %v", s, ok)
 	}
 
-	l := fixture(t, "llama2")
+	l := fixture(t, "mistral")
 	if got := l.VocabSize(); got != 32000 {
-		t.Errorf("llama2 VocabSize = %d, want 32000", got)
+		t.Errorf("mistral VocabSize = %d, want 32000", got)
 	}
 	if id, ok := l.BOS(); !ok || id != 1 {
-		t.Errorf("llama2 BOS = %d, %v; want 1", id, ok)
+		t.Errorf("mistral BOS = %d, %v; want 1", id, ok)
 	}
 	if id, ok := l.EOS(); !ok || id != 2 {
-		t.Errorf("llama2 EOS = %d, %v; want 2", id, ok)
+		t.Errorf("mistral EOS = %d, %v; want 2", id, ok)
 	}
 }
 

