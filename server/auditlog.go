@@ -1,19 +1,17 @@
 package server
 
 import (
-	"bufio"
 	"context"
-	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/fedtune/fedtune/audit"
 	"github.com/fedtune/fedtune/audit/merkle"
+	"github.com/fedtune/fedtune/audit/posixlog"
 	"github.com/fedtune/fedtune/crypto/keystore"
 )
 
@@ -44,9 +42,11 @@ type AuditLog interface {
 	ConsistencyProof(ctx context.Context, from, to uint64) ([]merkle.Hash, error)
 	InclusionProof(ctx context.Context, index, size uint64) ([]merkle.Hash, error)
 	Entries(ctx context.Context, start, n uint64) ([][]byte, error)
-	// AddCosignature attaches a witness's cosignature line to the
-	// checkpoint of the given size.
-	AddCosignature(ctx context.Context, size uint64, line []byte) error
+	// AddCosignature verifies a witness's cosignature line on the
+	// checkpoint of the given size and stores it.
+	AddCosignature(ctx context.Context, size uint64, witness audit.VerifierKey, line []byte) error
+	// AwaitCheckpoint waits until a signed checkpoint covers size entries.
+	AwaitCheckpoint(ctx context.Context, size uint64) error
 	// VerifierKey is the log's checkpoint verifier key.
 	VerifierKey() audit.VerifierKey
 	Close() error
@@ -75,176 +75,100 @@ func (s *Server) record(ctx context.Context, ev Event) (uint64, error) {
 
 func u64p(v uint64) *uint64 { return &v }
 
-// fileLog is an append-only audit log in one directory: entries.jsonl (one
-// leaf's canonical JSON per line, fsynced before Append returns) and the
-// latest signed checkpoint with its cosignatures. The Merkle tree is
-// RFC 6962 (audit/merkle); checkpoints are C2SP signed notes.
-type fileLog struct {
-	mu     sync.Mutex
-	dir    string
-	f      *os.File
-	tree   merkle.Tree
-	leaves [][]byte
-	signer *audit.NoteSigner
-	origin string
-	now    func() time.Time
-	cosigs map[uint64][][]byte
-	cpSize uint64
-	cpNote []byte
+// tesseraLog is the audit log on audit/posixlog (tessera's POSIX driver)
+// in DataDir/audit, its checkpoints signed by the key store's
+// audit-checkpoint key.
+type tesseraLog struct {
+	l *posixlog.Log
 }
 
-func openAuditLog(ctx context.Context, dir, federation string, keys keystore.Store, now func() time.Time) (*fileLog, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
+// CheckpointInterval is the longest an appended entry waits for a signed
+// checkpoint.
+const CheckpointInterval = 200 * time.Millisecond
+
+func openAuditLog(ctx context.Context, dir, federation string, keys keystore.Store, now func() time.Time) (*tesseraLog, error) {
 	vs, err := keys.Signer(ctx, keyAudit)
 	if err != nil {
 		return nil, err
 	}
-	origin := "fedtune.audit/" + federation
-	ns, err := audit.NewNoteSigner(ctx, origin, vs)
-	if err != nil {
+	posixlog.QuietLibraryLogs()
+	opts := posixlog.Options{Origin: "fedtune.audit/" + federation, Signer: vs, CheckpointInterval: CheckpointInterval}
+	var l *posixlog.Log
+	if _, err := os.Stat(filepath.Join(dir, "tlog")); errors.Is(err, fs.ErrNotExist) {
+		l, err = posixlog.Create(ctx, dir, opts)
+		if err != nil {
+			return nil, err
+		}
+	} else if l, err = posixlog.Open(ctx, dir, opts); err != nil {
 		return nil, err
 	}
-	l := &fileLog{dir: dir, signer: ns, origin: origin, now: now, cosigs: map[uint64][][]byte{}}
-	path := filepath.Join(dir, "entries.jsonl")
-	if f, err := os.Open(path); err == nil {
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<16), audit.MaxEntrySize*2)
-		line := 0
-		for sc.Scan() {
-			line++
-			data, err := base64.StdEncoding.DecodeString(sc.Text())
-			if err != nil {
-				f.Close()
-				return nil, fmt.Errorf("%s:%d: %w", path, line, err)
-			}
-			if _, err := audit.ParseEntry(data); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("%s:%d: %w", path, line, err)
-			}
-			l.tree.AppendLeaf(data)
-			l.leaves = append(l.leaves, data)
-		}
-		f.Close()
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	return &tesseraLog{l: l}, nil
+}
+
+func (t *tesseraLog) Append(ctx context.Context, e *audit.Entry) (uint64, error) {
+	return t.l.Append(ctx, e)
+}
+
+func (t *tesseraLog) Size() (uint64, error) { return t.l.Size(context.Background()) }
+
+func (t *tesseraLog) Checkpoint(ctx context.Context) ([]byte, uint64, error) {
+	note, err := t.l.Checkpoint(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	l.f = f
-	return l, nil
-}
-
-func (l *fileLog) Append(_ context.Context, e *audit.Entry) (uint64, error) {
-	data, err := e.Marshal()
+	n, err := audit.ParseNote(note)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	line := base64.StdEncoding.AppendEncode(nil, data)
-	line = append(line, '\n')
-	if _, err := l.f.Write(line); err != nil {
-		return 0, err
+	c, err := audit.ParseCheckpoint(n.Text)
+	if err != nil {
+		return nil, 0, err
 	}
-	if err := l.f.Sync(); err != nil {
-		return 0, err
-	}
-	idx := l.tree.Size()
-	l.tree.AppendLeaf(data)
-	l.leaves = append(l.leaves, data)
-	return idx, nil
-}
-
-func (l *fileLog) Size() (uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.tree.Size(), nil
-}
-
-func (l *fileLog) Checkpoint(context.Context) ([]byte, uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	size := l.tree.Size()
-	if size == 0 {
+	if c.Size == 0 {
 		return nil, 0, errors.New("audit log is empty")
 	}
-	if l.cpSize != size {
-		root, err := l.tree.Root(size)
-		if err != nil {
-			return nil, 0, err
-		}
-		text := audit.Checkpoint{Origin: l.origin, Size: size, Root: root}.Marshal()
-		sig, err := l.signer.Sign(text)
-		if err != nil {
-			return nil, 0, err
-		}
-		n := &audit.Note{Text: text, Sigs: []audit.NoteSignature{{Name: l.origin, KeyHash: l.signer.KeyHash(), Sig: sig}}}
-		l.cpSize, l.cpNote = size, n.Marshal()
-		if err := writeFileAtomic(filepath.Join(l.dir, "checkpoint"), l.cpNote, 0o644); err != nil {
-			return nil, 0, err
-		}
-	}
-	note := append([]byte(nil), l.cpNote...)
-	for _, c := range l.cosigs[size] {
-		note = append(note, c...)
-	}
-	return note, size, nil
+	return note, c.Size, nil
 }
 
-func (l *fileLog) ConsistencyProof(_ context.Context, from, to uint64) ([]merkle.Hash, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if to > l.tree.Size() || from > to {
-		return nil, fmt.Errorf("consistency proof %d→%d outside log of size %d", from, to, l.tree.Size())
-	}
-	return merkle.ConsistencyProof(&l.tree, from, to)
+func (t *tesseraLog) ConsistencyProof(ctx context.Context, from, to uint64) ([]merkle.Hash, error) {
+	return t.l.ConsistencyProof(ctx, from, to)
 }
 
-func (l *fileLog) InclusionProof(_ context.Context, index, size uint64) ([]merkle.Hash, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if size > l.tree.Size() || index >= size {
-		return nil, fmt.Errorf("inclusion proof of %d in %d outside log of size %d", index, size, l.tree.Size())
-	}
-	return merkle.InclusionProof(&l.tree, index, size)
+func (t *tesseraLog) InclusionProof(ctx context.Context, index, size uint64) ([]merkle.Hash, error) {
+	return t.l.InclusionProof(ctx, index, size)
 }
 
-func (l *fileLog) Entries(_ context.Context, start, n uint64) ([][]byte, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	size := uint64(len(l.leaves))
+func (t *tesseraLog) Entries(ctx context.Context, start, n uint64) ([][]byte, error) {
+	size, err := t.l.Size(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if start > size {
 		return nil, fmt.Errorf("start %d beyond log size %d", start, size)
 	}
-	end := min(start+n, size)
-	return append([][]byte(nil), l.leaves[start:end]...), nil
+	var out [][]byte
+	err = t.l.Entries(ctx, start, min(start+n, size), func(_ uint64, data []byte) error {
+		out = append(out, append([]byte(nil), data...))
+		return nil
+	})
+	return out, err
 }
 
-func (l *fileLog) AddCosignature(_ context.Context, size uint64, line []byte) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if size != l.cpSize {
-		return fmt.Errorf("cosignature for size %d, current checkpoint is %d", size, l.cpSize)
-	}
-	l.cosigs[size] = append(l.cosigs[size], append([]byte(nil), line...))
-	f, err := os.OpenFile(filepath.Join(l.dir, "cosignatures"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if _, err := fmt.Fprintf(f, "%d %s", size, line); err != nil {
-		return err
-	}
-	return f.Sync()
+func (t *tesseraLog) AddCosignature(ctx context.Context, size uint64, witness audit.VerifierKey, line []byte) error {
+	return t.l.AddCosignature(ctx, size, witness, line)
 }
 
-func (l *fileLog) VerifierKey() audit.VerifierKey { return l.signer.VerifierKey() }
+func (t *tesseraLog) VerifierKey() audit.VerifierKey { return t.l.VerifierKey() }
 
-func (l *fileLog) Close() error { return l.f.Close() }
+func (t *tesseraLog) Close() error { return t.l.Close(context.Background()) }
 
-var _ = ed25519.PublicKeySize
+// Export writes an audit bundle of the whole log into dir.
+func (t *tesseraLog) Export(ctx context.Context, dir string, policy audit.Policy) (*audit.Bundle, error) {
+	return t.l.Export(ctx, dir, 0, policy)
+}
+
+// AwaitCheckpoint waits until a signed checkpoint covers size entries.
+func (t *tesseraLog) AwaitCheckpoint(ctx context.Context, size uint64) error {
+	_, err := t.l.AwaitCheckpoint(ctx, size)
+	return err
+}

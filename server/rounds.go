@@ -183,6 +183,9 @@ func (d *roundDriver) completePublishing(ctx context.Context, r *roundRow) error
 
 // findPublished scans the audit log backwards for round's model.published.
 func (d *roundDriver) findPublished(ctx context.Context, round uint64) (uint64, bool, error) {
+	// Entries appended just before a crash are integrated but may not yet
+	// be under a signed checkpoint; the log signs one within its interval.
+	time.Sleep(3 * CheckpointInterval)
 	size, err := d.s.audit.Size()
 	if err != nil {
 		return 0, false, err
@@ -616,6 +619,11 @@ func (d *roundDriver) publishLocked(ctx context.Context) {
 		return
 	}
 	s.hook("published.recorded")
+	// Sites cosign right after the round ends: let the log sign a
+	// checkpoint that covers the publication first.
+	if err := s.audit.AwaitCheckpoint(ctx, idx+1); err != nil {
+		s.log.Printf("audit checkpoint: %v", err)
+	}
 	if o, ok := d.opt.(*aggregator.FedAdam); ok {
 		if st, err := o.MarshalState(); err == nil {
 			_ = s.st.putMeta(ctx, "optimizer", st)

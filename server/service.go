@@ -322,13 +322,6 @@ func hashesToBytes(hs []merkle.Hash) [][]byte {
 // Cosign stores a site's cosignature on a checkpoint after verifying it.
 func (s *Server) Cosign(ctx context.Context, req *pb.CosignRequest) (*pb.Ack, error) {
 	id := site(ctx)
-	note, size, err := s.audit.Checkpoint(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if size != req.Size {
-		return nil, denied(codes.FailedPrecondition, "site %s: cosignature for size %d, checkpoint is now %d", id.Name, req.Size, size)
-	}
 	row, err := s.st.site(ctx, id.Name)
 	if err != nil {
 		return nil, err
@@ -341,10 +334,10 @@ func (s *Server) Cosign(ctx context.Context, req *pb.CosignRequest) (*pb.Ack, er
 	if err != nil {
 		return nil, err
 	}
-	if _, err := audit.OpenCheckpoint(append(append([]byte(nil), note...), req.Cosignature...), s.audit.VerifierKey(), []audit.VerifierKey{wk}); err != nil {
-		return nil, denied(codes.PermissionDenied, "site %s: cosignature: %v", id.Name, err)
+	if err := s.audit.AddCosignature(ctx, req.Size, wk, req.Cosignature); err != nil {
+		return nil, denied(codes.PermissionDenied, "site %s: cosignature on checkpoint %d: %v", id.Name, req.Size, err)
 	}
-	if err := s.audit.AddCosignature(ctx, size, req.Cosignature); err != nil {
+	if err := s.st.recordCosig(ctx, req.Size, id.Name); err != nil {
 		return nil, err
 	}
 	return &pb.Ack{}, nil

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS rounds (
 );
 CREATE TABLE IF NOT EXISTS dp_spend (round INTEGER NOT NULL, site TEXT NOT NULL, audit_index INTEGER NOT NULL, PRIMARY KEY (round, site));
 CREATE TABLE IF NOT EXISTS refusals (round INTEGER NOT NULL, site TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (round, site));
+CREATE TABLE IF NOT EXISTS cosigs (size INTEGER NOT NULL, site TEXT NOT NULL, PRIMARY KEY (size, site));
 CREATE TABLE IF NOT EXISTS published (
 	version INTEGER PRIMARY KEY,
 	round INTEGER NOT NULL UNIQUE,
@@ -390,3 +391,15 @@ const (
 	stageDone    = 6
 	stageAborted = 7
 )
+
+func (s *store) recordCosig(ctx context.Context, size uint64, site string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO cosigs(size, site) VALUES(?, ?)`, size, site)
+	return err
+}
+
+// cosignedSize is the largest checkpoint size cosigned by at least quorum sites.
+func (s *store) cosignedSize(ctx context.Context, quorum int) (uint64, error) {
+	var size sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT max(size) FROM (SELECT size FROM cosigs GROUP BY size HAVING count(*) >= ?)`, quorum).Scan(&size)
+	return uint64(size.Int64), err
+}
