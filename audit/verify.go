@@ -147,7 +147,9 @@ func Verify(b *Bundle, opts VerifyOptions) *Result {
 		r.Quorum = pol.Quorum
 		verifyCheckpoints(r, b, pol, leaves)
 	}
-	verifySemantics(r, opts.Epsilon)
+	verifySemantics(r, opts.Epsilon, workers)
+	// File-level problems first, then by entry, each group in the order found.
+	sort.SliceStable(r.Problems, func(i, j int) bool { return r.Problems[i].Entry < r.Problems[j].Entry })
 	r.OK = len(r.Problems) == 0
 	return r
 }
@@ -245,7 +247,7 @@ func relDiff(a, b float64) float64 {
 	return d
 }
 
-func verifySemantics(r *Result, eps EpsilonFunc) {
+func verifySemantics(r *Result, eps EpsilonFunc, workers int) {
 	sites := map[string]*siteState{}
 	site := func(id string) *siteState {
 		s := sites[id]
@@ -256,6 +258,7 @@ func verifySemantics(r *Result, eps EpsilonFunc) {
 		return s
 	}
 	var lastTime string
+	var jobs []epsJob
 	for i, e := range r.Parsed {
 		idx := int64(i)
 		if e == nil {
@@ -310,18 +313,8 @@ func verifySemantics(r *Result, eps EpsilonFunc) {
 			}
 			s.events = append(s.events, d.Events)
 			if eps != nil {
-				got, err := eps(s.events, d.Delta)
-				if err != nil {
-					r.problem(idx, "", "site %s: recomputing ε from dp.events: %v", d.Site, err)
-				} else {
-					pt.EpsilonRecomputed = &got
-					if relDiff(got, d.EpsilonCumulative) > EpsilonTolerance {
-						r.problem(idx, "", "site %s: recorded cumulative ε %v, recomputed %v from its DP events", d.Site, d.EpsilonCumulative, got)
-					}
-					if got > d.EpsilonCap*(1+EpsilonTolerance) {
-						r.problem(idx, "", "site %s: recomputed cumulative ε %v exceeds its cap %v", d.Site, got, d.EpsilonCap)
-					}
-				}
+				jobs = append(jobs, epsJob{entry: idx, site: d.Site, events: s.events[:len(s.events):len(s.events)],
+					delta: d.Delta, recorded: d.EpsilonCumulative, cap: d.EpsilonCap, point: len(r.Ledger[d.Site])})
 			}
 			s.lastEps, s.lastCap, s.delta = d.EpsilonCumulative, d.EpsilonCap, d.Delta
 			s.spends++
@@ -330,5 +323,58 @@ func verifySemantics(r *Result, eps EpsilonFunc) {
 	}
 	if eps == nil && len(r.Ledger) > 0 {
 		r.Notes = append(r.Notes, "cumulative ε was not recomputed from the DP events (no accountant given); only monotonicity and caps were checked")
+	}
+	if eps != nil {
+		recomputeEpsilon(r, eps, jobs, workers)
+	}
+}
+
+// epsJob is one recomputation: the site's events up to and including one
+// dp.spend entry.
+type epsJob struct {
+	entry    int64
+	site     string
+	events   []json.RawMessage
+	delta    float64
+	recorded float64
+	cap      float64
+	point    int // index into r.Ledger[site]
+	got      float64
+	err      error
+}
+
+// recomputeEpsilon runs the accountant for every spend, in parallel (the
+// computations are independent), and reports in entry order.
+func recomputeEpsilon(r *Result, eps EpsilonFunc, jobs []epsJob, workers int) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				jobs[i].got, jobs[i].err = eps(jobs[i].events, jobs[i].delta)
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i := range jobs {
+		j := &jobs[i]
+		if j.err != nil {
+			r.problem(j.entry, "", "site %s: recomputing ε from dp.events: %v", j.site, j.err)
+			continue
+		}
+		got := j.got
+		r.Ledger[j.site][j.point].EpsilonRecomputed = &got
+		if relDiff(got, j.recorded) > EpsilonTolerance {
+			r.problem(j.entry, "", "site %s: recorded cumulative ε %v, recomputed %v from its DP events", j.site, j.recorded, got)
+		}
+		if got > j.cap*(1+EpsilonTolerance) {
+			r.problem(j.entry, "", "site %s: recomputed cumulative ε %v exceeds its cap %v", j.site, got, j.cap)
+		}
 	}
 }
