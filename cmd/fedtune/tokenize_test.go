@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const (
+	mistralTokenizer = "../../model/tokenizer/testdata/mistral_tokenizer.json.gz"
+	trainedTokenizer = "../../model/tokenizer/testdata/trained_tokenizer.json"
+)
+
+func runTokenize(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newTokenizeCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestTokenizeText(t *testing.T) {
+	// Ids from the JavaScript reference (model/tokenizer/testdata/mistral_expected.jsonl).
+	out, err := runTokenize(t, "--tokenizer", mistralTokenizer, "--text", "Hello, world!", "--add-special", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		IDs []int `json:"ids"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if want := []int{1, 22557, 28725, 1526, 28808}; !slices.Equal(got.IDs, want) {
+		t.Errorf("ids = %v, want %v", got.IDs, want)
+	}
+	out, err = runTokenize(t, "--tokenizer", mistralTokenizer, "--text", "Hello, world!")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != "22557 28725 1526 28808\n" {
+		t.Errorf("plain output = %q", out)
+	}
+	// The empty string is valid input.
+	out, err = runTokenize(t, "--tokenizer", mistralTokenizer, "--text", "", "--json")
+	if err != nil || !strings.Contains(out, `"ids": []`) {
+		t.Errorf("empty text: %q, %v", out, err)
+	}
+}
+
+func TestTokenizeJSONL(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	os.WriteFile(in, []byte("{\"text\":\"Hello world\"}\r\n{\"text\":\"a\\u00e9\", \"id\": 7}\n{\"text\":\"\"}"), 0o644)
+	out, err := runTokenize(t, "--tokenizer", trainedTokenizer, "--input", in, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "{\"ids\":[72,101,426,111,32,119,453,108,100]}\n{\"ids\":[97,455]}\n{\"ids\":[]}\n"
+	if out != want {
+		t.Errorf("output\n%s\nwant\n%s", out, want)
+	}
+
+	bad := []struct{ content, want string }{
+		{"{\"text\":\"x\"}\n{\"txt\":\"y\"}\n", `line 2: missing string field "text"`},
+		{"{\"text\":\"x\"}\n\n", `line 2: want a JSON object`},
+		{"{\"text\":5}\n", `line 1: want a JSON object {"text": ...}: json: cannot unmarshal number`},
+		{"{\"text\":\"x\"} {\"text\":\"y\"}\n", `line 1: more than one JSON value`},
+		{"[1,2]\n", `line 1: want a JSON object`},
+	}
+	for _, b := range bad {
+		os.WriteFile(in, []byte(b.content), 0o644)
+		_, err := runTokenize(t, "--tokenizer", trainedTokenizer, "--input", in)
+		if err == nil || !strings.Contains(err.Error(), in+": "+b.want) {
+			t.Errorf("input %q: error %v, want %q", b.content, err, b.want)
+		}
+	}
+}
+
+func TestTokenizeFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--text", "x"},
+		{"--tokenizer", trainedTokenizer},
+		{"--tokenizer", trainedTokenizer, "--text", "x", "--input", "y.jsonl"},
+	} {
+		if _, err := runTokenize(t, args...); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+	if _, err := runTokenize(t, "--tokenizer", "missing.json", "--text", "x"); err == nil || !strings.Contains(err.Error(), "missing.json") {
+		t.Errorf("missing tokenizer: %v", err)
+	}
+}
