@@ -270,7 +270,6 @@ func (c *Client) MaskedInput(relay *ShareKeysRelay, input []uint32) (*MaskedInpu
 	case len(relay.Envelopes)+1 < c.p.T:
 		return nil, c.abort(st, ErrTooFewSites, "U2 has %d sites, threshold is %d", len(relay.Envelopes)+1, c.p.T)
 	}
-	u2 := []SiteID{c.self}
 	for i, env := range relay.Envelopes {
 		if i > 0 && env.From <= relay.Envelopes[i-1].From {
 			return nil, c.abort(st, ErrInvalid, "relay envelopes not sorted at site %d", env.From)
@@ -281,51 +280,66 @@ func (c *Client) MaskedInput(relay *ShareKeysRelay, input []uint32) (*MaskedInpu
 		if _, ok := c.u1[env.From]; !ok || env.From == c.self {
 			return nil, c.abort(st, ErrInvalid, "relay carries an envelope from site %d, which is not in U1", env.From)
 		}
-		if class, why := checkEnvelope(c.p, c.ctx, c.keys, c.transcript, env); class != nil {
-			return nil, c.abort(st, class, "%s", why)
+	}
+	// Verify, decrypt and agree on keys for all envelopes in parallel; the
+	// first failure in envelope order decides the abort reason.
+	type opened struct {
+		sSh, bSh [32]byte
+		shared   []byte
+		class    error
+		why      string
+	}
+	res := make([]opened, len(relay.Envelopes))
+	parallelFor(len(relay.Envelopes), prg.Workers(c.p.Workers), func(i int) {
+		env := relay.Envelopes[i]
+		r := &res[i]
+		if r.class, r.why = checkEnvelope(c.p, c.ctx, c.keys, c.transcript, env); r.class != nil {
+			return
 		}
 		info := shareInfo(c.ctx, c.transcript, env.From, c.self)
-		sSh, bSh, err := openShares(c.p.PQ, c.enc.sk, info, env.Enc, env.Sealed, env.From, c.self)
-		if err != nil {
-			return nil, c.abort(st, ErrInvalid, "decrypting shares from site %d: %v", env.From, err)
+		var err error
+		if r.sSh, r.bSh, err = openShares(c.p.PQ, c.enc.sk, info, env.Enc, env.Sealed, env.From, c.self); err != nil {
+			r.class, r.why = ErrInvalid, fmt.Sprintf("decrypting shares from site %d: %v", env.From, err)
+			return
 		}
-		if _, err := parseScalar(sSh); err != nil {
-			return nil, c.abort(st, ErrInvalid, "share of site %d's mask-key secret: %v", env.From, err)
+		if _, err := parseScalar(r.sSh); err != nil {
+			r.class, r.why = ErrInvalid, fmt.Sprintf("share of site %d's mask-key secret: %v", env.From, err)
+			return
 		}
-		if _, err := parseScalar(bSh); err != nil {
-			return nil, c.abort(st, ErrInvalid, "share of site %d's self-mask secret: %v", env.From, err)
+		if _, err := parseScalar(r.bSh); err != nil {
+			r.class, r.why = ErrInvalid, fmt.Sprintf("share of site %d's self-mask secret: %v", env.From, err)
+			return
 		}
-		c.sShares[env.From], c.bShares[env.From] = sSh, bSh
-		if c.p.PQ && env.From < c.self {
-			ss, err := c.mask.decapsulate(env.MaskCT)
-			if err != nil {
-				return nil, c.abort(st, ErrInvalid, "decapsulating the mask key from site %d: %v", env.From, err)
+		switch {
+		case !c.p.PQ:
+			if r.shared, err = c.mask.agree(c.u1[env.From].MaskPK); err != nil {
+				r.class, r.why = ErrInvalid, fmt.Sprintf("X25519 with site %d: %v", env.From, err)
 			}
-			c.pairKeys[env.From] = ss
+		case env.From < c.self:
+			if r.shared, err = c.mask.decapsulate(env.MaskCT); err != nil {
+				r.class, r.why = ErrInvalid, fmt.Sprintf("decapsulating the mask key from site %d: %v", env.From, err)
+			}
+		default:
+			r.shared = c.pairKeys[env.From] // encapsulated in ShareKeys
 		}
-		u2 = append(u2, env.From)
+	})
+	u2 := []SiteID{c.self}
+	terms := []prg.Term{{Key: selfMaskKey(c.ctx, c.self, c.bSecret)}}
+	for i, env := range relay.Envelopes {
+		r := &res[i]
+		if r.class != nil {
+			return nil, c.abort(st, r.class, "%s", r.why)
+		}
+		c.sShares[env.From], c.bShares[env.From] = r.sSh, r.bSh
+		v := env.From
+		lo, hi := min(c.self, v), max(c.self, v)
+		// Δ_{u,v} = +1 if u > v, −1 if u < v (Bonawitz et al. 2017, §4).
+		terms = append(terms, prg.Term{Key: pairwiseMaskKey(c.ctx, lo, hi, r.shared), Neg: c.self < v})
+		u2 = append(u2, v)
 	}
 	slices.Sort(u2)
 	c.u2 = u2
 
-	terms := []prg.Term{{Key: selfMaskKey(c.ctx, c.self, c.bSecret)}}
-	for _, v := range u2 {
-		if v == c.self {
-			continue
-		}
-		lo, hi := min(c.self, v), max(c.self, v)
-		var shared []byte
-		if c.p.PQ {
-			shared = c.pairKeys[v]
-		} else {
-			var err error
-			if shared, err = c.mask.agree(c.u1[v].MaskPK); err != nil {
-				return nil, c.abort(st, ErrInvalid, "X25519 with site %d: %v", v, err)
-			}
-		}
-		// Δ_{u,v} = +1 if u > v, −1 if u < v (Bonawitz et al. 2017, §4).
-		terms = append(terms, prg.Term{Key: pairwiseMaskKey(c.ctx, lo, hi, shared), Neg: c.self < v})
-	}
 	y := slices.Clone(input)
 	prg.Apply(y, terms, c.p.Workers)
 	c.pairKeys = nil
