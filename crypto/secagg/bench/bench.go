@@ -58,7 +58,8 @@ type Result struct {
 	ServerUnmaskS float64 `json:"server_unmask_s"`
 	// ServerMaskWords is the number of keystream words the server removed
 	// ((|U3| + |U2\U3|·|U3|)·m); ServerOverKeystream compares ServerUnmaskS
-	// with raw keystream for that many words (scaled from KeystreamS).
+	// with raw keystream for that many words (scaled from keystream runs of
+	// N·m words just before and after the unmasking).
 	ServerMaskWords     int64   `json:"server_mask_words"`
 	ServerOverKeystream float64 `json:"server_over_keystream"`
 	// SetupS is the wall time of stages AdvertiseKeys and ShareKeys for all
@@ -207,11 +208,17 @@ func Run(c Config) (*Result, error) {
 	if err := f.ClientsStep(); err != nil {
 		return nil, err
 	}
+	// Baselines right before and after, so the server's ratio sees the
+	// same machine load.
+	nks := len(ks)
+	baseline()
 	t0 = time.Now()
 	if _, err := f.Server.Finish(); err != nil {
 		return nil, err
 	}
 	res.ServerUnmaskS = time.Since(t0).Seconds()
+	baseline()
+	serverKS := median(ks[nks:])
 	sum, surv, err := f.Server.Result()
 	if err != nil {
 		return nil, err
@@ -226,7 +233,7 @@ func Run(c Config) (*Result, error) {
 	res.KernelOverKeystream = res.MaskKernelS / res.KeystreamS
 	u3, dropped := int64(len(surv)), int64(c.Dropouts)
 	res.ServerMaskWords = (u3 + dropped*u3) * int64(c.Params)
-	perWord := res.KeystreamS / float64(int64(c.Sites)*int64(c.Params))
+	perWord := serverKS / float64(int64(c.Sites)*int64(c.Params))
 	res.ServerOverKeystream = res.ServerUnmaskS / (perWord * float64(res.ServerMaskWords))
 	res.BytesPerClient = f.BytesUp[1]
 	res.BytesToClient = f.BytesDown[1]
