@@ -39,6 +39,15 @@ type Signer interface {
 	Sign(message []byte) ([]byte, error)
 }
 
+// SignerFunc adapts a function to Signer; a driver wraps a key store's
+// signer with it, e.g.
+//
+//	secagg.SignerFunc(func(m []byte) ([]byte, error) { return ks.Sign(ctx, m) })
+type SignerFunc func(message []byte) ([]byte, error)
+
+// Sign implements Signer.
+func (f SignerFunc) Sign(message []byte) ([]byte, error) { return f(message) }
+
 // Identity is an in-memory identity key. It implements Signer.
 type Identity struct {
 	alg  SigAlg
