@@ -15,8 +15,10 @@ import (
 // Fixtures: real published tokenizer.json files (Qwen3: byte-level BPE;
 // Mistral: SentencePiece BPE with byte fallback) and the ids the JavaScript
 // reference produced for them (testdata/gen/gen.mjs).
-// The third, "trained", is the output of TrainByteLevelBPE (TestTrainGolden).
-var fixtures = []string{"qwen3", "mistral", "trained"}
+// Llama 3 (ignore_merges, \p{N}{1,3}) and GPT-2 (ByteLevel's own pattern)
+// cover the other byte-level variants. "trained" is the output of
+// TrainByteLevelBPE (TestTrainGolden).
+var fixtures = []string{"qwen3", "mistral", "llama3", "gpt2", "trained"}
 
 var (
 	loadOnce sync.Map // name -> *loaded
@@ -157,6 +159,17 @@ func TestSpecialIDs(t *testing.T) {
 	}
 	if s, ok := q.Token(9707); !ok || s != "Hello" {
 		t.Errorf("qwen3 Token(9707) = %q, %v", s, ok)
+	}
+
+	l3 := fixture(t, "llama3")
+	if got := l3.VocabSize(); got != 128256 {
+		t.Errorf("llama3 VocabSize = %d, want 128256", got)
+	}
+	if id, ok := l3.BOS(); !ok || id != 128000 {
+		t.Errorf("llama3 BOS = %d, %v; want <|begin_of_text|> = 128000", id, ok)
+	}
+	if id, ok := l3.EOS(); !ok || id != 128001 {
+		t.Errorf("llama3 EOS = %d, %v; want <|end_of_text|> = 128001", id, ok)
 	}
 
 	l := fixture(t, "mistral")

