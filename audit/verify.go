@@ -35,6 +35,9 @@ type VerifyOptions struct {
 	Epsilon EpsilonFunc
 	// Workers is the parallelism of entry parsing; 0 means GOMAXPROCS.
 	Workers int
+	// Progress, if set, is called from several goroutines with the number
+	// of entries just parsed, a few thousand at a time.
+	Progress func(entries int)
 }
 
 // Problem is one reason a bundle does not verify.
@@ -133,6 +136,12 @@ func Verify(b *Bundle, opts VerifyOptions) *Result {
 			for i := lo; i < hi; i++ {
 				leaves[i] = merkle.LeafHash(lines[i])
 				r.Parsed[i], errs[i] = ParseEntry(lines[i])
+				if opts.Progress != nil && (i-lo)%4096 == 4095 {
+					opts.Progress(4096)
+				}
+			}
+			if opts.Progress != nil {
+				opts.Progress((hi - lo) % 4096)
 			}
 		}()
 	}
@@ -193,7 +202,11 @@ func verifyCheckpoints(r *Result, b *Bundle, pol *ParsedPolicy, leaves []merkle.
 			bld.AppendLeafHash(leaves[bld.Size()])
 		}
 		if bld.Root() != c.sc.Root {
-			r.problem(-1, c.file, "root of entries 0..%d does not match the signed root: an entry in %d..%d was altered, inserted, removed or reordered", c.sc.Size-1, lastGood, c.sc.Size-1)
+			at := int64(-1)
+			if lastGood == c.sc.Size-1 {
+				at = int64(lastGood) // exactly one candidate entry
+			}
+			r.problem(at, c.file, "root of entries 0..%d does not match the signed root: an entry in %d..%d was altered, inserted, removed or reordered", c.sc.Size-1, lastGood, c.sc.Size-1)
 			continue
 		}
 		lastGood = c.sc.Size

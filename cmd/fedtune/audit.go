@@ -1,0 +1,485 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/fedtune/fedtune/audit"
+	"github.com/fedtune/fedtune/audit/posixlog"
+	"github.com/fedtune/fedtune/audit/report"
+	"github.com/fedtune/fedtune/crypto/keystore"
+	"github.com/fedtune/fedtune/dp/accounting"
+)
+
+// Layout of an audit directory made by `fedtune audit init`.
+const (
+	auditKeysDir     = "keys"        // encrypted key store with the checkpoint key
+	auditLogDir      = "log"         // the tessera-backed log
+	auditPolicyFile  = "policy.json" // log key, witness keys, quorum: exported with every bundle
+	auditConfigFile  = "audit.json"  // federation id
+	auditCheckpoint  = "audit-checkpoint"
+	auditWaitTimeout = time.Minute
+)
+
+type auditConfig struct {
+	Federation string `json:"federation"`
+}
+
+func init() {
+	rootCmd.AddCommand(newAuditCmd())
+}
+
+func newAuditCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Tamper-evident audit trail: create, append, export, verify, report",
+		Long: `The audit trail is a Merkle transparency log (RFC 6962) of canonical JSON
+entries with signed checkpoints (C2SP tlog-checkpoint) that the sites cosign.
+An exported bundle verifies offline, without trusting the aggregator.
+
+The key store passphrase comes from FEDTUNE_PASSPHRASE or the file named by
+FEDTUNE_PASSPHRASE_FILE.`,
+		PersistentPreRun: func(*cobra.Command, []string) { posixlog.QuietLibraryLogs() },
+	}
+	cmd.AddCommand(newAuditInitCmd(), newAuditAppendCmd(), newAuditExportCmd(), newAuditVerifyCmd(), newAuditReportCmd())
+	return cmd
+}
+
+func newAuditInitCmd() *cobra.Command {
+	var dir, origin, federation string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "init --dir DIR",
+		Short: "Create a new audit log and its checkpoint-signing key",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return errors.New("--dir is required")
+			}
+			if origin == "" {
+				origin = "fedtune/audit/" + federation
+			}
+			ctx := cmd.Context()
+			pass, err := keystore.PassphraseFromEnv()
+			if err != nil {
+				return err
+			}
+			if des, err := os.ReadDir(dir); err == nil && len(des) > 0 {
+				return fmt.Errorf("%s is not empty", dir)
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			ks, err := keystore.InitFileStore(filepath.Join(dir, auditKeysDir), pass)
+			if err != nil {
+				return err
+			}
+			if err := ks.CreateSigningKey(ctx, auditCheckpoint, keystore.Ed25519); err != nil {
+				return err
+			}
+			signer, err := ks.Signer(ctx, auditCheckpoint)
+			if err != nil {
+				return err
+			}
+			cfg, _ := json.MarshalIndent(auditConfig{Federation: federation}, "", "  ")
+			if _, err := (&audit.Entry{Schema: audit.SchemaVersion, Kind: audit.FederationCreated, Federation: federation,
+				Actor: audit.Actor{ID: "service:fedtune-cli", Auth: "local"}, Time: audit.FormatTime(time.Now()), Outcome: audit.OutcomeOK}).Marshal(); err != nil {
+				return fmt.Errorf("--federation: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, auditConfigFile), append(cfg, '\n'), 0o644); err != nil {
+				return err
+			}
+			l, err := posixlog.Create(ctx, filepath.Join(dir, auditLogDir), posixlog.Options{Origin: origin, Signer: signer})
+			if err != nil {
+				return err
+			}
+			pol := audit.Policy{Log: l.VerifierKey().Encoded, Witnesses: []string{}, Quorum: 0}
+			pj, _ := json.MarshalIndent(pol, "", "  ")
+			if err := os.WriteFile(filepath.Join(dir, auditPolicyFile), append(pj, '\n'), 0o644); err != nil {
+				l.Close(ctx)
+				return err
+			}
+			if err := l.Close(ctx); err != nil {
+				return err
+			}
+			out := map[string]any{"dir": dir, "origin": origin, "federation": federation, "log_key": pol.Log}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created audit log %s in %s\nlog key: %s\n", origin, dir, pol.Log)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for the new log (must not exist or be empty)")
+	cmd.Flags().StringVar(&origin, "origin", "", `log name, first line of every checkpoint (default "fedtune/audit/<federation>")`)
+	cmd.Flags().StringVar(&federation, "federation", "default", "federation id recorded in entries")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// openAuditLog opens the key store and the log of an audit directory.
+func openAuditLog(ctx context.Context, dir string) (*posixlog.Log, *auditConfig, error) {
+	if dir == "" {
+		return nil, nil, errors.New("--dir is required")
+	}
+	cb, err := os.ReadFile(filepath.Join(dir, auditConfigFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s is not an audit directory (run fedtune audit init): %w", dir, err)
+	}
+	var cfg auditConfig
+	if err := json.Unmarshal(cb, &cfg); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", filepath.Join(dir, auditConfigFile), err)
+	}
+	pass, err := keystore.PassphraseFromEnv()
+	if err != nil {
+		return nil, nil, err
+	}
+	ks, err := keystore.OpenFileStore(filepath.Join(dir, auditKeysDir), pass)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, err := ks.Signer(ctx, auditCheckpoint)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := posixlog.Open(ctx, filepath.Join(dir, auditLogDir), posixlog.Options{Signer: signer})
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, &cfg, nil
+}
+
+// appendAndPublish appends e and waits for a signed checkpoint covering it.
+func appendAndPublish(ctx context.Context, l *posixlog.Log, e *audit.Entry) (uint64, *audit.SignedCheckpoint, error) {
+	idx, err := l.Append(ctx, e)
+	if err != nil {
+		return 0, nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, auditWaitTimeout)
+	defer cancel()
+	cpb, err := l.AwaitCheckpoint(wctx, idx+1)
+	if err != nil {
+		return idx, nil, fmt.Errorf("entry %d appended, but no checkpoint covers it yet: %w", idx, err)
+	}
+	cp, err := audit.OpenCheckpoint(cpb, l.VerifierKey(), nil)
+	if err != nil {
+		// Cosignatures by witnesses unknown here are fine; only the log's signature matters.
+		n, perr := audit.ParseNote(cpb)
+		if perr != nil {
+			return idx, nil, err
+		}
+		c, perr := audit.ParseCheckpoint(n.Text)
+		if perr != nil {
+			return idx, nil, err
+		}
+		return idx, &audit.SignedCheckpoint{Checkpoint: c, Note: n}, nil
+	}
+	return idx, cp, nil
+}
+
+func parseObject(s string) (audit.Object, error) {
+	parts := strings.SplitN(s, ":", 3)
+	if len(parts) < 2 {
+		return audit.Object{}, fmt.Errorf("--object %q: want TYPE:ID or TYPE:ID:sha256:HEX", s)
+	}
+	o := audit.Object{Type: parts[0], ID: parts[1]}
+	if len(parts) == 3 {
+		o.Digest = parts[2]
+	}
+	return o, nil
+}
+
+func newAuditAppendCmd() *cobra.Command {
+	var dir, kind, actor, auth, message, reason, outcome, entryFile, at string
+	var round int64
+	var objects []string
+	var refs []uint
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "append --dir DIR --kind KIND --actor user:NAME --message TEXT",
+		Short: "Append an entry (officers record reviews this way) and wait for a checkpoint",
+		Long: `Append one entry to the log and wait until a signed checkpoint covers it.
+
+Either describe the entry with flags, or pass a complete entry (JSON, for
+example a dp.spend that a site signed) with --entry FILE ("-" for stdin).
+Entries must not contain personal data: actors are pseudonyms such as
+user:officer-7, and messages are short operational notes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var e audit.Entry
+			if entryFile != "" {
+				if cmd.Flags().Changed("kind") || cmd.Flags().Changed("actor") || cmd.Flags().Changed("message") {
+					return errors.New("--entry cannot be combined with --kind, --actor or --message")
+				}
+				var data []byte
+				var err error
+				if entryFile == "-" {
+					data, err = io.ReadAll(cmd.InOrStdin())
+				} else {
+					data, err = os.ReadFile(entryFile)
+				}
+				if err != nil {
+					return err
+				}
+				dec := json.NewDecoder(bytes.NewReader(data))
+				dec.DisallowUnknownFields()
+				if err := dec.Decode(&e); err != nil {
+					return fmt.Errorf("%s: %w", entryFile, err)
+				}
+			}
+			l, cfg, err := openAuditLog(ctx, dir)
+			if err != nil {
+				return err
+			}
+			defer l.Close(ctx)
+			if entryFile == "" {
+				if kind == "" || actor == "" {
+					return errors.New("--kind and --actor are required (or --entry FILE)")
+				}
+				t := time.Now()
+				if at != "" {
+					if t, err = time.Parse(time.RFC3339Nano, at); err != nil {
+						return fmt.Errorf("--time: %w", err)
+					}
+				}
+				e = audit.Entry{Schema: audit.SchemaVersion, Kind: audit.Kind(kind), Federation: cfg.Federation,
+					Actor: audit.Actor{ID: actor, Auth: auth}, Time: audit.FormatTime(t), Outcome: audit.Outcome(outcome),
+					Reason: reason, Message: message}
+				if round >= 0 {
+					r := uint64(round)
+					e.Round = &r
+				}
+				for _, s := range objects {
+					o, err := parseObject(s)
+					if err != nil {
+						return err
+					}
+					e.Objects = append(e.Objects, o)
+				}
+				for _, r := range refs {
+					e.Refs = append(e.Refs, uint64(r))
+				}
+			}
+			idx, cp, err := appendAndPublish(ctx, l, &e)
+			if err != nil {
+				return err
+			}
+			out := map[string]any{"index": idx, "tree_size": cp.Size, "root_hash": fmt.Sprintf("%x", cp.Root[:])}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "appended entry %d; checkpoint size %d, root %x\n", idx, cp.Size, cp.Root[:])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "audit directory")
+	f.StringVar(&kind, "kind", "", "entry kind, e.g. review.performed")
+	f.StringVar(&actor, "actor", "", "who: user:NAME, site:ID, service:NAME or witness:NAME (a pseudonym)")
+	f.StringVar(&auth, "auth", "local", "how the actor authenticated: local, mtls, signature, token, none")
+	f.StringVar(&message, "message", "", "short note (no personal data)")
+	f.StringVar(&reason, "reason", "", "reason, for refusals, denials, aborts")
+	f.StringVar(&outcome, "outcome", "ok", "ok, denied, refused, failed or aborted")
+	f.Int64Var(&round, "round", -1, "round number, for round-scoped kinds")
+	f.StringArrayVar(&objects, "object", nil, "object TYPE:ID or TYPE:ID:sha256:HEX (repeatable)")
+	f.UintSliceVar(&refs, "ref", nil, "index of an earlier entry this one refers to (repeatable)")
+	f.StringVar(&entryFile, "entry", "", `append this JSON entry instead ("-" for stdin)`)
+	f.StringVar(&at, "time", "", "entry time, RFC 3339 (default now)")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newAuditExportCmd() *cobra.Command {
+	var dir, out, actor string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "export --dir DIR --out BUNDLE",
+		Short: "Record an export.performed entry, then export everything as an offline bundle",
+		Long: `Write a bundle directory: entries.jsonl (one canonical entry per line),
+checkpoints/ (every signed checkpoint with its cosignatures) and policy.json
+(the log key, the witness keys and the quorum). The export itself is
+recorded first, so the bundle contains its own export.performed entry.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("--out is required")
+			}
+			ctx := cmd.Context()
+			pb, err := os.ReadFile(filepath.Join(dir, auditPolicyFile))
+			if err != nil {
+				return err
+			}
+			pol, err := audit.ParsePolicy(pb)
+			if err != nil {
+				return fmt.Errorf("%s: %w", filepath.Join(dir, auditPolicyFile), err)
+			}
+			l, cfg, err := openAuditLog(ctx, dir)
+			if err != nil {
+				return err
+			}
+			defer l.Close(ctx)
+			if pol.Log.Encoded != l.VerifierKey().Encoded {
+				return fmt.Errorf("%s names log key %s, but the log signs with %s", filepath.Join(dir, auditPolicyFile), pol.Log.Encoded, l.VerifierKey().Encoded)
+			}
+			e := &audit.Entry{Schema: audit.SchemaVersion, Kind: audit.ExportPerformed, Federation: cfg.Federation,
+				Actor: audit.Actor{ID: actor, Auth: "local"}, Time: audit.FormatTime(time.Now()), Outcome: audit.OutcomeOK,
+				Objects: []audit.Object{{Type: "export", ID: filepath.Base(out)}}}
+			idx, cp, err := appendAndPublish(ctx, l, e)
+			if err != nil {
+				return err
+			}
+			b, err := l.Export(ctx, out, cp.Size, pol.Policy())
+			if err != nil {
+				return err
+			}
+			res := map[string]any{"bundle": out, "entries": cp.Size, "checkpoints": len(b.Checkpoints), "export_entry": idx, "root_hash": fmt.Sprintf("%x", cp.Root[:])}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "exported %d entries and %d checkpoints to %s (export recorded as entry %d)\n", cp.Size, len(b.Checkpoints), out, idx)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "audit directory")
+	cmd.Flags().StringVar(&out, "out", "", "bundle directory to create")
+	cmd.Flags().StringVar(&actor, "actor", "service:fedtune-cli", "who exports (a pseudonym), recorded in the export.performed entry")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// verifyBundle reads and verifies a bundle with an optional policy file,
+// showing a progress bar when stderr is a terminal.
+func verifyBundle(cmd *cobra.Command, path, policyFile string, recompute, quiet bool) (*audit.Result, error) {
+	b, err := audit.ReadBundle(path)
+	if err != nil {
+		return nil, err
+	}
+	opts := audit.VerifyOptions{}
+	if recompute {
+		opts.Epsilon = accounting.EpsilonFromEventsJSON
+	}
+	if policyFile != "" {
+		pb, err := os.ReadFile(policyFile)
+		if err != nil {
+			return nil, err
+		}
+		if opts.Policy, err = audit.ParsePolicy(pb); err != nil {
+			return nil, fmt.Errorf("%s: %w", policyFile, err)
+		}
+	}
+	if f, ok := cmd.ErrOrStderr().(*os.File); !quiet && ok && term.IsTerminal(int(f.Fd())) {
+		lines, _ := audit.EntryLines(b.Entries)
+		bar := progressbar.NewOptions(len(lines), progressbar.OptionSetWriter(f),
+			progressbar.OptionSetDescription("verifying entries"), progressbar.OptionClearOnFinish())
+		opts.Progress = func(n int) { bar.Add(n) }
+		defer bar.Finish()
+	}
+	return audit.Verify(b, opts), nil
+}
+
+func newAuditVerifyCmd() *cobra.Command {
+	var policyFile string
+	var asJSON, noEpsilon bool
+	cmd := &cobra.Command{
+		Use:   "verify BUNDLE",
+		Short: "Verify an exported bundle offline; exit 0 only if everything holds",
+		Long: `Rebuild the Merkle tree from the entries and check it against every signed
+checkpoint, every signature and cosignature, the witness quorum, the sites'
+signatures on their dp.spend entries, and each site's cumulative ε (recomputed
+with the PLD accountant from the recorded DP events). Prints every problem
+with its entry index or file, and exits 1 if there is any.
+
+Pass --policy with the log and witness keys you obtained independently;
+without it the bundle's own policy.json is used, which only shows that the
+bundle is self-consistent.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := verifyBundle(cmd, args[0], policyFile, !noEpsilon, asJSON)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				if err := writeJSON(w, r); err != nil {
+					return err
+				}
+			} else {
+				if r.OK {
+					fmt.Fprintf(w, "OK: %d entries; checkpoint size %d, root %s; cosigned by %d witness(es) (quorum %d); keys from the %s policy\n",
+						r.Entries, r.TreeSize, r.RootHash, len(r.Cosigners), r.Quorum, r.PolicySource)
+				} else {
+					fmt.Fprintf(w, "FAILED: %d problem(s)\n", len(r.Problems))
+					for _, p := range r.Problems {
+						fmt.Fprintf(w, "  %s\n", p)
+					}
+				}
+				for _, n := range r.Notes {
+					fmt.Fprintf(w, "note: %s\n", n)
+				}
+			}
+			if !r.OK {
+				return &exitError{code: 1, err: fmt.Errorf("bundle %s failed verification (%d problems)", args[0], len(r.Problems))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&policyFile, "policy", "", "trusted policy file (log key, witness keys, quorum)")
+	cmd.Flags().BoolVar(&noEpsilon, "no-epsilon", false, "skip recomputing ε from DP events (faster; caps and monotonicity still checked)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func newAuditReportCmd() *cobra.Command {
+	var policyFile, format, out string
+	var noEpsilon bool
+	cmd := &cobra.Command{
+		Use:   "report BUNDLE --format md|html|csv",
+		Short: "Render a verified bundle: rounds, participants, privacy ledger, models, denials",
+		Long: `Verify the bundle, then write a report: the verdict, the rounds timeline,
+the participants, each site's privacy ledger (HTML adds an inline SVG chart
+of cumulative ε), published models with digests, denials and anomalies. CSV
+gives one row per entry. Exits 1 after writing if the bundle failed
+verification.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := verifyBundle(cmd, args[0], policyFile, !noEpsilon, false)
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			if err := report.Render(&buf, format, r); err != nil {
+				return err
+			}
+			if out == "" || out == "-" {
+				if _, err := cmd.OutOrStdout().Write(buf.Bytes()); err != nil {
+					return err
+				}
+			} else if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+				return err
+			}
+			if !r.OK {
+				return &exitError{code: 1, err: fmt.Errorf("report written, but bundle %s failed verification (%d problems)", args[0], len(r.Problems))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&policyFile, "policy", "", "trusted policy file (log key, witness keys, quorum)")
+	cmd.Flags().StringVar(&format, "format", "md", "md, html or csv")
+	cmd.Flags().StringVarP(&out, "out", "o", "", "output file (default stdout)")
+	cmd.Flags().BoolVar(&noEpsilon, "no-epsilon", false, "skip recomputing ε from DP events")
+	return cmd
+}
+
