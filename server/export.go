@@ -68,3 +68,24 @@ func (s *Server) ExportAudit(ctx context.Context, dir string) (*audit.Bundle, ui
 	}
 	return b, size, nil
 }
+
+// PublishedInfo describes one published global adapter version.
+type PublishedInfo struct {
+	Version uint64 `json:"version"`
+	Round   uint64 `json:"round"`
+	Digest  string `json:"digest"`
+	Dir     string `json:"dir"`
+}
+
+// Published lists the published adapter versions, oldest first.
+func (s *Server) Published(ctx context.Context) ([]PublishedInfo, error) {
+	rows, err := s.st.published(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PublishedInfo, len(rows))
+	for i, r := range rows {
+		out[i] = PublishedInfo{Version: r.Version, Round: r.Round, Digest: r.Digest, Dir: r.Dir}
+	}
+	return out, nil
+}
