@@ -423,6 +423,15 @@ func (s *Server) unmaskSum(responders []SiteID) error {
 		}
 		terms = append(terms, prg.Term{Key: selfMaskKey(s.ctx, u, b), Neg: true})
 	}
+	// Rebuild the mask-key secrets of the dropped sites, then every pairwise
+	// key between a dropped site and a survivor, in parallel.
+	type pair struct {
+		u, v SiteID
+		mk   *maskKeys
+		term prg.Term
+		fail error
+	}
+	var pairs []pair
 	i := 0
 	for _, u := range s.u2 {
 		if contains(s.u3, u) {
@@ -436,26 +445,40 @@ func (s *Server) unmaskSum(responders []SiteID) error {
 			return s.abort(st, ErrInvalid, "mask-key secret of site %d rebuilt from sites %v does not match its advertised key", u, ids)
 		}
 		for _, v := range s.u3 {
-			lo, hi := min(u, v), max(u, v)
-			var shared []byte
-			switch {
-			case !s.p.PQ:
-				shared, err = mk.agree(s.adv[v].MaskPK)
-			case u == lo:
-				var ct []byte
-				ct, shared, err = mk.encapsulate(s.ctx, lo, hi, s.adv[v].MaskPK)
-				if err == nil && !slices.Equal(ct, s.envelope(u, v).MaskCT) {
-					return s.abort(st, ErrInvalid, "site %d's KEM ciphertext to site %d does not match its rebuilt seed", u, v)
-				}
-			default:
-				shared, err = mk.decapsulate(s.envelope(v, u).MaskCT)
-			}
-			if err != nil {
-				return s.abort(st, ErrInvalid, "rebuilding the pairwise key of sites %d and %d: %v", u, v, err)
-			}
-			// Survivor v added Δ_{v,u}·PRG = +PRG if v > u, −PRG if v < u; undo it.
-			terms = append(terms, prg.Term{Key: pairwiseMaskKey(s.ctx, lo, hi, shared), Neg: v > u})
+			pairs = append(pairs, pair{u: u, v: v, mk: mk})
 		}
+	}
+	parallelFor(len(pairs), prg.Workers(s.p.Workers), func(k int) {
+		pr := &pairs[k]
+		u, v, mk := pr.u, pr.v, pr.mk
+		lo, hi := min(u, v), max(u, v)
+		var shared []byte
+		var err error
+		switch {
+		case !s.p.PQ:
+			shared, err = mk.agree(s.adv[v].MaskPK)
+		case u == lo:
+			var ct []byte
+			ct, shared, err = mk.encapsulate(s.ctx, lo, hi, s.adv[v].MaskPK)
+			if err == nil && !slices.Equal(ct, s.envelope(u, v).MaskCT) {
+				pr.fail = fmt.Errorf("site %d's KEM ciphertext to site %d does not match its rebuilt seed", u, v)
+				return
+			}
+		default:
+			shared, err = mk.decapsulate(s.envelope(v, u).MaskCT)
+		}
+		if err != nil {
+			pr.fail = fmt.Errorf("rebuilding the pairwise key of sites %d and %d: %v", u, v, err)
+			return
+		}
+		// Survivor v added Δ_{v,u}·PRG = +PRG if v > u, −PRG if v < u; undo it.
+		pr.term = prg.Term{Key: pairwiseMaskKey(s.ctx, lo, hi, shared), Neg: v > u}
+	})
+	for _, pr := range pairs {
+		if pr.fail != nil {
+			return s.abort(st, ErrInvalid, "%v", pr.fail)
+		}
+		terms = append(terms, pr.term)
 	}
 	prg.Apply(s.sum, terms, s.p.Workers)
 	s.result, s.sum = s.sum, nil
