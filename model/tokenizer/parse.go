@@ -482,6 +482,12 @@ func parsePreTok(field string, raw json.RawMessage, last bool) (preTokenizer, bo
 			return nil, false, unsupported(field, "a ByteLevel pre-tokenizer must be the last step")
 		}
 		return p, true, nil
+	case "Digits":
+		var p digitsPreTok
+		if err := c.get(field, "individual_digits", &p.individual); err != nil {
+			return nil, false, err
+		}
+		return p, false, nil
 	case "Metaspace":
 		p := metaspacePreTok{replacement: "\u2581", prependScheme: "always", split: true}
 		if err := c.get(field, "replacement", &p.replacement); err != nil {

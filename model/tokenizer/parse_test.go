@@ -165,3 +165,33 @@ func TestLoadErrorsNameFile(t *testing.T) {
 		t.Errorf("EOS from config = %d, %v; want 9", id, ok)
 	}
 }
+
+// TestDigitsByteLevel: SmolLM's pre-tokenizer, Digits(individual) then
+// ByteLevel with GPT-2's pattern, on the trained fixture's vocabulary.
+func TestDigitsByteLevel(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "trained_tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}`
+	for _, individual := range []bool{true, false} {
+		s := strings.Replace(string(data), old, `"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+			{"type": "Digits", "individual_digits": `+map[bool]string{true: "true", false: "false"}[individual]+`}, `+old[len(`"pre_tokenizer": `):]+`]}`, 1)
+		if s == string(data) {
+			t.Fatal("pre_tokenizer not found in the trained fixture")
+		}
+		tok := mustParse(t, s)
+		seq := tok.preTok.(preTokSeq)
+		got := seq.preTokenize(nil, "ab 123 x٣4½", true)
+		want := []string{"ab", " ", "1", "2", "3", " x", "٣", "4", "½"}
+		if !individual {
+			want = []string{"ab", " ", "123", " x", "٣4½"}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("individual=%v: pieces %q, want %q", individual, got, want)
+		}
+		if d := tok.Decode(tok.Encode("ab 123 x٣4½", false), false); d != "ab 123 x٣4½" {
+			t.Errorf("round trip = %q", d)
+		}
+	}
+}

@@ -202,6 +202,41 @@ func (p byteLevelPreTok) preTokenize(dst []string, s string, _ bool) []string {
 	return gpt2Pattern.split(dst, s)
 }
 
+// digitsPreTok isolates numeric characters (Unicode category N, Rust's
+// char::is_numeric), each on its own when individual, else in runs
+// (tokenizers pre_tokenizers/digits.rs).
+type digitsPreTok struct{ individual bool }
+
+func (p digitsPreTok) preTokenize(dst []string, s string, _ bool) []string {
+	start := 0
+	for i := 0; i < len(s); {
+		r, w := utf8.DecodeRuneInString(s[i:])
+		if !unicode.IsNumber(r) {
+			i += w
+			continue
+		}
+		if i > start {
+			dst = append(dst, s[start:i])
+		}
+		end := i + w
+		if !p.individual {
+			for end < len(s) {
+				r2, w2 := utf8.DecodeRuneInString(s[end:])
+				if !unicode.IsNumber(r2) {
+					break
+				}
+				end += w2
+			}
+		}
+		dst = append(dst, s[i:end])
+		i, start = end, end
+	}
+	if start < len(s) {
+		dst = append(dst, s[start:])
+	}
+	return dst
+}
+
 // metaspacePreTok replaces spaces by the replacement character (U+2581 in
 // SentencePiece models), prepends it according to prependScheme and, when
 // split is set, cuts the text before every replacement character.
