@@ -91,7 +91,7 @@ func TestVerifyEntryFlipNamesEntry(t *testing.T) {
 	b.Entries = bytes.Replace(b.Entries, []byte("quarterly review"), []byte("quarterly reviev"), 1)
 	r := Verify(b, VerifyOptions{Policy: pol})
 	last := len(l.lines) - 1
-	if r.OK || !hasProblem(r, -1, fmt.Sprintf("an entry in %d..%d was altered", last, last)) {
+	if r.OK || !hasProblem(r, int64(last), fmt.Sprintf("an entry in %d..%d was altered", last, last)) {
 		t.Fatalf("problems %v", r.Problems)
 	}
 	// A non-canonical entry is named by index.

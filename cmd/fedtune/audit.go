@@ -482,4 +482,3 @@ verification.`,
 	cmd.Flags().BoolVar(&noEpsilon, "no-epsilon", false, "skip recomputing ε from DP events")
 	return cmd
 }
-
