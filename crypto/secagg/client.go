@@ -143,7 +143,7 @@ func checkAdvertiseKeys(p Params, ctx [32]byte, keys *keyring, a *AdvertiseKeys)
 	switch {
 	case a.Round != p.Round:
 		return ErrWrongRound, fmt.Sprintf("AdvertiseKeys of site %d is for round %d, this is round %d", a.Site, a.Round, p.Round)
-	case int(a.Site) > p.N:
+	case a.Site < 1 || int(a.Site) > p.N:
 		return ErrNotEligible, fmt.Sprintf("site %d is not in the roster of %d sites", a.Site, p.N)
 	case !keys.verify(a.Site, signedBytes(ctx, a.appendSigned), a.Sig):
 		return ErrBadSignature, fmt.Sprintf("AdvertiseKeys of site %d", a.Site)
@@ -165,6 +165,9 @@ func (c *Client) ShareKeys(kl *KeyList) (*ShareKeys, error) {
 	if err := c.enter(st); err != nil {
 		return nil, err
 	}
+	if kl == nil {
+		return nil, c.abort(st, ErrMalformed, "nil message")
+	}
 	if kl.Round != c.p.Round {
 		return nil, c.abort(st, ErrWrongRound, "KeyList is for round %d, this is round %d", kl.Round, c.p.Round)
 	}
@@ -174,6 +177,9 @@ func (c *Client) ShareKeys(kl *KeyList) (*ShareKeys, error) {
 	c.u1 = make(map[SiteID]*AdvertiseKeys, len(kl.Entries))
 	ids := make([]SiteID, 0, len(kl.Entries))
 	for i, a := range kl.Entries {
+		if a == nil {
+			return nil, c.abort(st, ErrMalformed, "KeyList entry %d is nil", i)
+		}
 		if i > 0 && a.Site <= kl.Entries[i-1].Site {
 			return nil, c.abort(st, ErrInvalid, "KeyList entries not sorted at site %d", a.Site)
 		}
@@ -259,6 +265,9 @@ func (c *Client) MaskedInput(relay *ShareKeysRelay, input []uint32) (*MaskedInpu
 	if err := c.enter(st); err != nil {
 		return nil, err
 	}
+	if relay == nil {
+		return nil, c.abort(st, ErrMalformed, "nil message")
+	}
 	if len(input) != c.p.VectorLen {
 		return nil, fmt.Errorf("secagg: site %d: input has %d words, params say %d", c.self, len(input), c.p.VectorLen)
 	}
@@ -271,6 +280,9 @@ func (c *Client) MaskedInput(relay *ShareKeysRelay, input []uint32) (*MaskedInpu
 		return nil, c.abort(st, ErrTooFewSites, "U2 has %d sites, threshold is %d", len(relay.Envelopes)+1, c.p.T)
 	}
 	for i, env := range relay.Envelopes {
+		if env == nil {
+			return nil, c.abort(st, ErrMalformed, "relay envelope %d is nil", i)
+		}
 		if i > 0 && env.From <= relay.Envelopes[i-1].From {
 			return nil, c.abort(st, ErrInvalid, "relay envelopes not sorted at site %d", env.From)
 		}
@@ -364,6 +376,9 @@ func (c *Client) ConsistencyCheck(sl *SurvivorList) (*ConsistencySig, error) {
 	if err := c.enter(st); err != nil {
 		return nil, err
 	}
+	if sl == nil {
+		return nil, c.abort(st, ErrMalformed, "nil message")
+	}
 	if sl.Round != c.p.Round {
 		return nil, c.abort(st, ErrWrongRound, "SurvivorList is for round %d, this is round %d", sl.Round, c.p.Round)
 	}
@@ -401,6 +416,9 @@ func (c *Client) Unmask(cert *ConsistencyCertificate) (*UnmaskShares, error) {
 	const st = StageUnmask
 	if err := c.enter(st); err != nil {
 		return nil, err
+	}
+	if cert == nil {
+		return nil, c.abort(st, ErrMalformed, "nil message")
 	}
 	if cert.Round != c.p.Round {
 		return nil, c.abort(st, ErrWrongRound, "ConsistencyCertificate is for round %d, this is round %d", cert.Round, c.p.Round)

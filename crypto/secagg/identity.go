@@ -143,6 +143,9 @@ func newKeyring(alg SigAlg, r Roster) *keyring {
 
 // verify checks sig over message under the key of site id (1 ≤ id ≤ N).
 func (k *keyring) verify(id SiteID, message, sig []byte) bool {
+	if id < 1 || int(id) > len(k.raw) {
+		return false
+	}
 	switch k.alg {
 	case Ed25519:
 		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.raw[id-1], message, sig)

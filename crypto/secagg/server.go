@@ -172,6 +172,9 @@ func (s *Server) abort(st Stage, class error, format string, args ...any) error 
 
 // ReceiveAdvertiseKeys accepts a site's public keys.
 func (s *Server) ReceiveAdvertiseKeys(m *AdvertiseKeys) error {
+	if m == nil {
+		return fmt.Errorf("secagg: server: nil message: %w", ErrMalformed)
+	}
 	const st = StageAdvertiseKeys
 	if err := s.admit(st, m.Round, m.Site, nil, s.adv[m.Site] != nil); err != nil {
 		return err
@@ -186,6 +189,9 @@ func (s *Server) ReceiveAdvertiseKeys(m *AdvertiseKeys) error {
 // ReceiveShareKeys accepts a site's envelopes: one for every other site of
 // U1, each signed by the sender.
 func (s *Server) ReceiveShareKeys(m *ShareKeys) error {
+	if m == nil {
+		return fmt.Errorf("secagg: server: nil message: %w", ErrMalformed)
+	}
 	const st = StageShareKeys
 	if err := s.admit(st, m.Round, m.Site, s.u1, s.shares[m.Site] != nil); err != nil {
 		return err
@@ -200,11 +206,21 @@ func (s *Server) ReceiveShareKeys(m *ShareKeys) error {
 		}
 		env := m.Envelopes[i]
 		i++
-		if env.From != m.Site || env.To != v {
-			return s.reject(st, m.Site, ErrInvalid, "envelope %d is %d→%d, want %d→%d", i-1, env.From, env.To, m.Site, v)
+		if env == nil || env.From != m.Site || env.To != v {
+			return s.reject(st, m.Site, ErrInvalid, "envelope %d is not %d→%d", i-1, m.Site, v)
 		}
-		if class, why := checkEnvelope(s.p, s.ctx, s.keys, s.transcript, env); class != nil {
-			return s.reject(st, m.Site, class, "%s", why)
+	}
+	type verdict struct {
+		class error
+		why   string
+	}
+	res := make([]verdict, len(m.Envelopes))
+	parallelFor(len(m.Envelopes), prg.Workers(s.p.Workers), func(k int) {
+		res[k].class, res[k].why = checkEnvelope(s.p, s.ctx, s.keys, s.transcript, m.Envelopes[k])
+	})
+	for _, r := range res {
+		if r.class != nil {
+			return s.reject(st, m.Site, r.class, "%s", r.why)
 		}
 	}
 	s.shares[m.Site] = m
@@ -214,6 +230,9 @@ func (s *Server) ReceiveShareKeys(m *ShareKeys) error {
 // ReceiveMaskedInput accepts a site's masked vector and adds it into the
 // running sum (so the server holds one vector, not one per site).
 func (s *Server) ReceiveMaskedInput(m *MaskedInput) error {
+	if m == nil {
+		return fmt.Errorf("secagg: server: nil message: %w", ErrMalformed)
+	}
 	const st = StageMaskedInput
 	if err := s.admit(st, m.Round, m.Site, s.u2, s.masked[m.Site]); err != nil {
 		return err
@@ -239,6 +258,9 @@ func (s *Server) ReceiveMaskedInput(m *MaskedInput) error {
 
 // ReceiveConsistency accepts a site's signature over the survivor set.
 func (s *Server) ReceiveConsistency(m *ConsistencySig) error {
+	if m == nil {
+		return fmt.Errorf("secagg: server: nil message: %w", ErrMalformed)
+	}
 	const st = StageConsistencyCheck
 	if err := s.admit(st, m.Round, m.Site, s.u3, s.cons[m.Site] != nil); err != nil {
 		return err
@@ -256,6 +278,9 @@ func (s *Server) ReceiveConsistency(m *ConsistencySig) error {
 // ReceiveUnmask accepts a site's shares: exactly one mask-key share for each
 // site of U2 \ U3 and one self-mask share for each site of U3.
 func (s *Server) ReceiveUnmask(m *UnmaskShares) error {
+	if m == nil {
+		return fmt.Errorf("secagg: server: nil message: %w", ErrMalformed)
+	}
 	const st = StageUnmask
 	if err := s.admit(st, m.Round, m.Site, s.u4, s.unmask[m.Site] != nil); err != nil {
 		return err
