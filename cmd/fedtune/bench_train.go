@@ -19,7 +19,10 @@ func init() {
 
 // trainBenchMode is one gradient mode's measurements.
 type trainBenchMode struct {
-	StepSeconds   float64 `json:"step_seconds"`
+	StepSeconds float64 `json:"step_seconds"`
+	// CPUSeconds is the process's CPU time per step (all threads); unlike
+	// wall time it does not grow when other processes hold the cores.
+	CPUSeconds    float64 `json:"cpu_seconds_per_step,omitempty"`
 	TokensPerSec  float64 `json:"tokens_per_s"`
 	GemmFraction  float64 `json:"gemm_fraction"`
 	AttnFraction  float64 `json:"attention_fraction"`
@@ -49,8 +52,10 @@ type trainBenchResult struct {
 	BatchGrad  trainBenchMode `json:"batch_grad"`
 	PerExample trainBenchMode `json:"per_example"`
 	// PerExampleOverBatch is the per-example step time over the batch
-	// step time, measured in the same run.
-	PerExampleOverBatch float64 `json:"per_example_over_batch"`
+	// step time, measured in the same run; PerExampleOverBatchCPU the same
+	// ratio of CPU times.
+	PerExampleOverBatch    float64 `json:"per_example_over_batch"`
+	PerExampleOverBatchCPU float64 `json:"per_example_over_batch_cpu,omitempty"`
 }
 
 func newBenchTrainCmd() *cobra.Command {
@@ -121,10 +126,10 @@ step, and the per-example/batch time ratio.`,
 				name string
 				m    trainBenchMode
 			}{{"BatchGrad", res.BatchGrad}, {"PerExampleGrads", res.PerExample}} {
-				fmt.Fprintf(w, "%-16s %8.0f tokens/s  %.3f s/step  GEMM %4.1f%%  attention %4.1f%%  %.0f allocs/step (%.0f B)\n",
-					r.name, r.m.TokensPerSec, r.m.StepSeconds, 100*r.m.GemmFraction, 100*r.m.AttnFraction, r.m.AllocsPerStep, r.m.BytesPerStep)
+				fmt.Fprintf(w, "%-16s %8.0f tokens/s  %.3f s/step (%.3f CPU s)  GEMM %4.1f%%  attention %4.1f%%  %.0f allocs/step (%.0f B)\n",
+					r.name, r.m.TokensPerSec, r.m.StepSeconds, r.m.CPUSeconds, 100*r.m.GemmFraction, 100*r.m.AttnFraction, r.m.AllocsPerStep, r.m.BytesPerStep)
 			}
-			fmt.Fprintf(w, "per-example / batch step time: %.3f\n", res.PerExampleOverBatch)
+			fmt.Fprintf(w, "per-example / batch step time: %.3f (CPU time %.3f)\n", res.PerExampleOverBatch, res.PerExampleOverBatchCPU)
 			return nil
 		},
 	}
@@ -180,8 +185,8 @@ func benchTrain(c *hf.Config, seq, batch, rank, steps int, tick func()) (*trainB
 		func() error { return tr.PerExampleGrads(examples, grads, losses) },
 	}
 	type acc struct {
-		wall, gemm, attn time.Duration
-		mallocs, bytes   uint64
+		wall, cpu, gemm, attn time.Duration
+		mallocs, bytes        uint64
 	}
 	var tot [2]acc
 	var ms0, ms1 runtime.MemStats
@@ -189,11 +194,13 @@ func benchTrain(c *hf.Config, seq, batch, rank, steps int, tick func()) (*trainB
 		for k, f := range run {
 			tr.ResetStats()
 			runtime.ReadMemStats(&ms0)
+			c0, _ := processCPUTime()
 			t0 := time.Now()
 			if err := f(); err != nil {
 				return nil, err
 			}
 			wall := time.Since(t0)
+			c1, _ := processCPUTime()
 			runtime.ReadMemStats(&ms1)
 			tick()
 			if s == 0 {
@@ -201,6 +208,7 @@ func benchTrain(c *hf.Config, seq, batch, rank, steps int, tick func()) (*trainB
 			}
 			st := tr.Stats()
 			tot[k].wall += wall
+			tot[k].cpu += c1 - c0
 			tot[k].gemm += st.Gemm
 			tot[k].attn += st.Attention
 			tot[k].mallocs += ms1.Mallocs - ms0.Mallocs
@@ -211,7 +219,7 @@ func benchTrain(c *hf.Config, seq, batch, rank, steps int, tick func()) (*trainB
 	mode := func(x acc) trainBenchMode {
 		step := x.wall.Seconds() / float64(steps)
 		return trainBenchMode{
-			StepSeconds: step, TokensPerSec: float64(tokens) / step,
+			StepSeconds: step, TokensPerSec: float64(tokens) / step, CPUSeconds: x.cpu.Seconds() / float64(steps),
 			GemmFraction: x.gemm.Seconds() / x.wall.Seconds(), AttnFraction: x.attn.Seconds() / x.wall.Seconds(),
 			AllocsPerStep: float64(x.mallocs) / float64(steps), BytesPerStep: float64(x.bytes) / float64(steps),
 		}
@@ -223,5 +231,8 @@ func benchTrain(c *hf.Config, seq, batch, rank, steps int, tick func()) (*trainB
 		TokensPerStep: tokens, BatchGrad: mode(tot[0]), PerExample: mode(tot[1]),
 	}
 	res.PerExampleOverBatch = res.PerExample.StepSeconds / res.BatchGrad.StepSeconds
+	if res.BatchGrad.CPUSeconds > 0 {
+		res.PerExampleOverBatchCPU = res.PerExample.CPUSeconds / res.BatchGrad.CPUSeconds
+	}
 	return res, nil
 }
