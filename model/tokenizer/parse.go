@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -31,7 +30,7 @@ type addedJSON struct {
 
 type modelJSON struct {
 	Type                    string          `json:"type"`
-	Vocab                   map[string]int  `json:"vocab"`
+	Vocab                   json.RawMessage `json:"vocab"`
 	Merges                  json.RawMessage `json:"merges"`
 	UnkToken                *string         `json:"unk_token"`
 	ByteFallback            bool            `json:"byte_fallback"`
@@ -242,7 +241,7 @@ func parseModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	if mj.Type != "BPE" && !(mj.Type == "" && mj.Merges != nil) {
 		return nil, unsupported("model.type", "model type %q (only BPE is implemented)", mj.Type)
 	}
-	if mj.Vocab == nil {
+	if isNull(mj.Vocab) {
 		return nil, fieldErr("model.vocab", "missing")
 	}
 	if mj.Dropout != nil && *mj.Dropout != 0 {
@@ -254,20 +253,18 @@ func parseModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	if mj.EndOfWordSuffix != nil && *mj.EndOfWordSuffix != "" {
 		return nil, unsupported("model.end_of_word_suffix", "%q", *mj.EndOfWordSuffix)
 	}
+	vocab, err := parseVocab(mj.Vocab)
+	if err != nil {
+		return nil, err
+	}
 	m := &bpe{
-		vocab:        make(map[string]int32, len(mj.Vocab)),
+		vocab:        vocab,
 		byteFallback: mj.ByteFallback,
 		fuseUnk:      mj.FuseUnk,
 		ignoreMerges: mj.IgnoreMerges,
 		byteLevel:    byteLevel,
 		unk:          -1,
 		cache:        make(map[string][]int32),
-	}
-	for tok, id := range mj.Vocab {
-		if id < 0 || id >= 1<<31-1 {
-			return nil, fieldErr("model.vocab", "token %q has id %d outside [0, 2^31-1)", tok, id)
-		}
-		m.vocab[tok] = int32(id)
 	}
 	if mj.UnkToken != nil {
 		id, ok := m.vocab[*mj.UnkToken]
@@ -305,18 +302,18 @@ func parseModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	}
 	m.merges = make(map[uint64]merge, len(pairs))
 	for i, p := range pairs {
-		field := fmt.Sprintf("model.merges[%d]", i)
+		field := func() string { return fmt.Sprintf("model.merges[%d]", i) }
 		a, ok := m.vocab[p[0]]
 		if !ok {
-			return nil, fieldErr(field, "token %q is not in model.vocab", p[0])
+			return nil, fieldErr(field(), "token %q is not in model.vocab", p[0])
 		}
 		b, ok := m.vocab[p[1]]
 		if !ok {
-			return nil, fieldErr(field, "token %q is not in model.vocab", p[1])
+			return nil, fieldErr(field(), "token %q is not in model.vocab", p[1])
 		}
 		id, ok := m.vocab[p[0]+p[1]]
 		if !ok {
-			return nil, fieldErr(field, "merged token %q is not in model.vocab", p[0]+p[1])
+			return nil, fieldErr(field(), "merged token %q is not in model.vocab", p[0]+p[1])
 		}
 		k := pairKey(a, b)
 		if _, dup := m.merges[k]; !dup { // the first occurrence has the lower rank
@@ -324,41 +321,6 @@ func parseModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 		}
 	}
 	return m, nil
-}
-
-// parseMerges accepts both serializations: "a b" strings (tokenizers < 0.20)
-// and ["a", "b"] pairs.
-func parseMerges(raw json.RawMessage) ([][2]string, error) {
-	if isNull(raw) {
-		return nil, nil
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, fieldErr("model.merges", "want an array: %v", err)
-	}
-	out := make([][2]string, len(items))
-	for i, it := range items {
-		field := fmt.Sprintf("model.merges[%d]", i)
-		it = bytes.TrimSpace(it)
-		if len(it) > 0 && it[0] == '"' {
-			var s string
-			if err := json.Unmarshal(it, &s); err != nil {
-				return nil, fieldErr(field, "%v", err)
-			}
-			a, b, ok := strings.Cut(s, " ")
-			if !ok || a == "" || b == "" || strings.Contains(b, " ") {
-				return nil, fieldErr(field, "want \"left right\" (two tokens separated by one space), got %q", s)
-			}
-			out[i] = [2]string{a, b}
-			continue
-		}
-		var p []string
-		if err := json.Unmarshal(it, &p); err != nil || len(p) != 2 || p[0] == "" || p[1] == "" {
-			return nil, fieldErr(field, "want a \"left right\" string or a [left, right] pair of non-empty strings, got %s", it)
-		}
-		out[i] = [2]string{p[0], p[1]}
-	}
-	return out, nil
 }
 
 func parseNormalizer(field string, raw json.RawMessage) (normalizer, error) {
