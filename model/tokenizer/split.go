@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -79,12 +80,35 @@ func slowClass(r rune) uint8 {
 	return clsOther
 }
 
+// bmpClass caches the classes of the Basic Multilingual Plane; it is
+// filled on first use (about a millisecond).
+var (
+	bmpOnce  sync.Once
+	bmpClass *[1 << 16]uint8
+)
+
+func fillBMP() {
+	t := new([1 << 16]uint8)
+	for r := range t {
+		t[r] = slowClass(rune(r))
+	}
+	bmpClass = t
+}
+
 func class(r rune) uint8 {
 	if r >= 0 && r < utf8.RuneSelf {
 		return asciiClass[r]
 	}
 	if r < 0 {
 		return 0 // end of text
+	}
+	return wideClass(r)
+}
+
+func wideClass(r rune) uint8 {
+	if r < 1<<16 {
+		bmpOnce.Do(fillBMP)
+		return bmpClass[r]
 	}
 	return slowClass(r)
 }
@@ -158,7 +182,7 @@ func run(s string, i int, mask uint8, max int) int {
 			i++
 		} else {
 			r, w := utf8.DecodeRuneInString(s[i:])
-			if slowClass(r)&mask == 0 {
+			if wideClass(r)&mask == 0 {
 				break
 			}
 			i += w
