@@ -84,6 +84,19 @@ func Calibrate(acct Accountant, q float64, steps int, targetEps, delta float64, 
 	if opts != nil {
 		o = *opts
 	}
+	if acct == AccountantPLD && o.PLD == nil {
+		// Bisect with a coarse interval (connect-the-dots is pessimistic at
+		// any interval, and its error shrinks as the interval squared), then
+		// confirm the answer at the default interval.
+		coarse := o
+		coarse.PLD = &PLDOptions{Interval: 1e-3}
+		if s, err := Calibrate(acct, q, steps, targetEps, delta, &coarse); err == nil {
+			if e, err := EpsilonPLD(DPSGD(q, s, steps), delta, nil); err == nil && e <= targetEps {
+				return s, nil
+			}
+		}
+		o.PLD = &PLDOptions{}
+	}
 	if o.EpsilonTolerance == 0 {
 		o.EpsilonTolerance = 1e-3 * targetEps
 	}
