@@ -11,7 +11,9 @@ import "math"
 // of a Llama layer. The queries are the last nq of nk positions: query i
 // sits at position off = nk−nq+i and attends keys 0 … off, so nq == nk is a
 // whole sequence and nq < nk continues one held in a key/value cache.
-// scratch must hold at least nq·nk elements. Reference loop:
+// probs receives the attention probabilities: it must hold at least nq·nk
+// elements (reused for every head), or nHeads·nq·nk to keep head h's nq×nk
+// probabilities at probs[h·nq·nk:] for [AttentionBackward]. Reference loop:
 //
 //	for h := 0; h < nHeads; h++ {
 //		g := h / (nHeads / nKV)
@@ -26,10 +28,10 @@ import "math"
 //			}
 //		}
 //	}
-func Attention[F Float](out, q, k, v []F, nq, nk, nHeads, nKV, headDim int, scratch []F) {
+func Attention[F Float](out, q, k, v []F, nq, nk, nHeads, nKV, headDim int, probs []F) {
 	checkAttention(len(out), len(q), len(k), len(v), nq, nk, nHeads, nKV, headDim)
-	if len(scratch) < nq*nk {
-		panic("kernels: Attention scratch too short")
+	if len(probs) < nq*nk {
+		panic("kernels: Attention probs too short")
 	}
 	if nq == 0 {
 		return
@@ -37,9 +39,13 @@ func Attention[F Float](out, q, k, v []F, nq, nk, nHeads, nKV, headDim int, scra
 	qd, kd := nHeads*headDim, nKV*headDim
 	group := nHeads / nKV
 	scale := F(1 / math.Sqrt(float64(headDim)))
-	p := scratch[:nq*nk]
+	keep := len(probs) >= nHeads*nq*nk
 	for h := 0; h < nHeads; h++ {
 		g := h / group
+		p := probs[:nq*nk]
+		if keep {
+			p = probs[h*nq*nk : (h+1)*nq*nk]
+		}
 		attentionProbs(p, q[h*headDim:], k[g*headDim:], nq, nk, qd, kd, headDim, scale)
 		// out_h = P V_g
 		Gemm(false, false, nq, headDim, nk, 1, p, nk, v[g*headDim:], kd, 0, out[h*headDim:], qd)
@@ -68,15 +74,16 @@ func attentionProbs[F Float](p, qh, kg []F, nq, nk, qd, kd, headDim int, scale F
 //	dQ_h  = dS·K_g / √headDim
 //	dK_g += dSᵀ·Q_h / √headDim
 //
-// P is recomputed from q and k rather than stored. scratch must hold at
-// least 2·nq·nk elements.
-func AttentionBackward[F Float](dq, dk, dv, dout, q, k, v []F, nq, nk, nHeads, nKV, headDim int, scratch []F) {
+// probs holds the nHeads·nq·nk probabilities kept by [Attention], or is nil
+// to recompute them from q and k. scratch must hold at least nq·nk
+// elements, 2·nq·nk when probs is nil.
+func AttentionBackward[F Float](dq, dk, dv, dout, q, k, v []F, nq, nk, nHeads, nKV, headDim int, probs, scratch []F) {
 	checkAttention(len(dout), len(q), len(k), len(v), nq, nk, nHeads, nKV, headDim)
-	if len(dq) < len(q) || len(dk) < nk*nKV*headDim || len(dv) < nk*nKV*headDim {
+	if len(dq) < nq*nHeads*headDim || len(dk) < nk*nKV*headDim || len(dv) < nk*nKV*headDim {
 		panic("kernels: AttentionBackward gradient slices too short")
 	}
-	if len(scratch) < 2*nq*nk {
-		panic("kernels: AttentionBackward scratch too short")
+	if (probs == nil && len(scratch) < 2*nq*nk) || len(scratch) < nq*nk || (probs != nil && len(probs) < nHeads*nq*nk) {
+		panic("kernels: AttentionBackward probs or scratch too short")
 	}
 	qd, kd := nHeads*headDim, nKV*headDim
 	clear(dk[:nk*kd])
@@ -86,10 +93,16 @@ func AttentionBackward[F Float](dq, dk, dv, dout, q, k, v []F, nq, nk, nHeads, n
 	}
 	group := nHeads / nKV
 	scale := F(1 / math.Sqrt(float64(headDim)))
-	p, dp := scratch[:nq*nk], scratch[nq*nk:2*nq*nk]
+	dp := scratch[:nq*nk]
 	for h := 0; h < nHeads; h++ {
 		g := h / group
-		attentionProbs(p, q[h*headDim:], k[g*headDim:], nq, nk, qd, kd, headDim, scale)
+		var p []F
+		if probs != nil {
+			p = probs[h*nq*nk : (h+1)*nq*nk]
+		} else {
+			p = scratch[nq*nk : 2*nq*nk]
+			attentionProbs(p, q[h*headDim:], k[g*headDim:], nq, nk, qd, kd, headDim, scale)
+		}
 		Gemm(true, false, nk, headDim, nq, 1, p, nk, dout[h*headDim:], qd, 1, dv[g*headDim:], kd)
 		Gemm(false, true, nq, nk, headDim, 1, dout[h*headDim:], qd, v[g*headDim:], kd, 0, dp, nk)
 		for i := 0; i < nq; i++ {

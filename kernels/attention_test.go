@@ -39,11 +39,13 @@ func TestAttentionMatchesReference(t *testing.T) {
 		nq, nk, heads, kv, hd := c[0], c[1], c[2], c[3], c[4]
 		q, k, v := randVec(r, nq*heads*hd, 2), randVec(r, nk*kv*hd, 2), randVec(r, nk*kv*hd, 2)
 		got, want := make([]float64, nq*heads*hd), make([]float64, nq*heads*hd)
-		Attention(got, q, k, v, nq, nk, heads, kv, hd, make([]float64, nq*nk))
 		attentionRef(want, q, k, v, nq, nk, heads, kv, hd)
-		for i := range got {
-			if math.Abs(got[i]-want[i]) > 1e-12 {
-				t.Fatalf("%v: out[%d] = %v, want %v", c, i, got[i], want[i])
+		for _, np := range []int{nq * nk, heads * nq * nk} { // shared or kept probabilities
+			Attention(got, q, k, v, nq, nk, heads, kv, hd, make([]float64, np))
+			for i := range got {
+				if math.Abs(got[i]-want[i]) > 1e-12 {
+					t.Fatalf("%v: out[%d] = %v, want %v", c, i, got[i], want[i])
+				}
 			}
 		}
 	}

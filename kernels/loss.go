@@ -93,3 +93,65 @@ func CrossEntropyBackward[F Float](dlogits, logits, lse []F, labels []int, dloss
 		d[y] -= dloss[r]
 	}
 }
+
+// CrossEntropySoftmax is [CrossEntropy] that also replaces each scored row
+// of logits by its softmax, for [CrossEntropySoftmaxBackward]; rows
+// labelled [IgnoreIndex] are left as they are. It computes each
+// exponential once for the forward and backward passes together.
+func CrossEntropySoftmax[F Float](loss, logits []F, labels []int, rows, vocab int) {
+	if len(loss) < rows || len(labels) < rows || len(logits) < rows*vocab {
+		panic("kernels: CrossEntropySoftmax length mismatch")
+	}
+	for r := 0; r < rows; r++ {
+		y := labels[r]
+		if y == IgnoreIndex {
+			loss[r] = 0
+			continue
+		}
+		if y < 0 || y >= vocab {
+			panic("kernels: CrossEntropySoftmax label out of range")
+		}
+		row := logits[r*vocab : r*vocab+vocab]
+		m := row[0]
+		for _, v := range row[1:] {
+			if v > m {
+				m = v
+			}
+		}
+		zy := row[y] - m
+		var z float64
+		for j, v := range row {
+			e := expF(v - m)
+			row[j] = e
+			z += float64(e)
+		}
+		loss[r] = F(math.Log(z) - float64(zy)) // −log softmax_y = log Σ e^(x_j−m) − (x_y−m)
+		inv := F(1 / z)
+		for j := range row {
+			row[j] *= inv
+		}
+	}
+}
+
+// CrossEntropySoftmaxBackward turns the probabilities left by
+// [CrossEntropySoftmax] into the gradient of Σ_r dloss[r]·loss[r], in place:
+// probs[r, j] = dloss[r]·(probs[r, j] − [j == labels[r]]), and zero rows
+// for [IgnoreIndex].
+func CrossEntropySoftmaxBackward[F Float](probs []F, labels []int, dloss []F, rows, vocab int) {
+	if len(probs) < rows*vocab || len(labels) < rows || len(dloss) < rows {
+		panic("kernels: CrossEntropySoftmaxBackward length mismatch")
+	}
+	for r := 0; r < rows; r++ {
+		row := probs[r*vocab : r*vocab+vocab]
+		y := labels[r]
+		if y == IgnoreIndex || dloss[r] == 0 {
+			clear(row)
+			continue
+		}
+		g := dloss[r]
+		for j := range row {
+			row[j] *= g
+		}
+		row[y] -= g
+	}
+}

@@ -163,6 +163,22 @@ func TestCrossEntropyGrad(t *testing.T) {
 			t.Fatalf("in-place backward differs at %d: %v vs %v", i, in[i], d[i])
 		}
 	}
+
+	// The fused variant gives the same losses and gradient.
+	fused := append([]float64(nil), logits...)
+	floss := make([]float64, rows)
+	CrossEntropySoftmax(floss, fused, labels, rows, vocab)
+	CrossEntropySoftmaxBackward(fused, labels, dloss, rows, vocab)
+	for r := range loss {
+		if math.Abs(floss[r]-loss[r]) > 1e-14*math.Max(1, loss[r]) {
+			t.Errorf("fused loss %d: %v vs %v", r, floss[r], loss[r])
+		}
+	}
+	for i := range fused {
+		if math.Abs(fused[i]-d[i]) > 1e-15 {
+			t.Fatalf("fused gradient %d: %v vs %v", i, fused[i], d[i])
+		}
+	}
 }
 
 func TestAttentionGrad(t *testing.T) {
@@ -186,14 +202,21 @@ func TestAttentionGrad(t *testing.T) {
 				Attention(out, q, k, v, tc.nq, tc.nk, tc.heads, tc.kv, tc.d, scratch)
 				return dot(c, out)
 			}
-			dq, dk, dv := make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v))
-			for i := range dk { // must be overwritten, not accumulated
-				dk[i], dv[i] = 7, 7
+			for _, keep := range []bool{false, true} {
+				dq, dk, dv := make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v))
+				for i := range dk { // must be overwritten, not accumulated
+					dk[i], dv[i] = 7, 7
+				}
+				var probs []float64
+				if keep {
+					probs = make([]float64, tc.heads*tc.nq*tc.nk)
+					Attention(out, q, k, v, tc.nq, tc.nk, tc.heads, tc.kv, tc.d, probs)
+				}
+				AttentionBackward(dq, dk, dv, c, q, k, v, tc.nq, tc.nk, tc.heads, tc.kv, tc.d, probs, scratch)
+				gradCheck(t, "q", q, dq, f)
+				gradCheck(t, "k", k, dk, f)
+				gradCheck(t, "v", v, dv, f)
 			}
-			AttentionBackward(dq, dk, dv, c, q, k, v, tc.nq, tc.nk, tc.heads, tc.kv, tc.d, scratch)
-			gradCheck(t, "q", q, dq, f)
-			gradCheck(t, "k", k, dk, f)
-			gradCheck(t, "v", v, dv, f)
 		})
 	}
 }

@@ -2,9 +2,15 @@ package model
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/fedtune/fedtune/kernels"
 )
+
+// probsBudget bounds the memory a training engine spends on keeping
+// attention probabilities (nHeads·n² per example per layer) for the
+// backward pass.
+const probsBudget = 1 << 30
 
 // segment is one example's rows in a packed batch.
 type segment struct{ start, n int }
@@ -42,6 +48,7 @@ type engine[F kernels.Float] struct {
 
 	dh, dx, dq, datt, dk, dv, dact, dg, du, dU, dxd []F
 	scratch                                         []F
+	probs                                           [][]F // per layer attention probabilities kept for backward; nil: recompute
 
 	dropSeed, dropStep uint64
 
@@ -96,6 +103,11 @@ func newEngine[F kernels.Float](d dims, w *weights[F], lo *loraW[F], maxBatch, m
 	e.counts = make([]int, maxBatch)
 	e.tg = make([]gradTarget[F], 0, maxBatch)
 	e.scratch = make([]F, 2*maxSeq*maxSeq)
+	// Keep the attention probabilities for the backward pass when they fit
+	// in probsBudget bytes; otherwise recompute them there.
+	if np := d.H * maxBatch * maxSeq * maxSeq; backward && int64(np)*int64(d.L)*int64(unsafe.Sizeof(F(0))) <= probsBudget {
+		e.probs = mk(np)
+	}
 	if backward {
 		e.dh, e.dx = make([]F, N*d.D), make([]F, N*d.D)
 		e.dq, e.datt = make([]F, N*d.QD), make([]F, N*d.QD)
@@ -332,11 +344,17 @@ func (e *engine[F]) forward(T int, train bool) {
 		if e.clock != nil {
 			t0 = e.clock()
 		}
+		off := 0
 		for _, s := range e.segs {
 			qs, ks, vs := q[s.start*d.QD:(s.start+s.n)*d.QD], k[s.start*d.KVD:(s.start+s.n)*d.KVD], v[s.start*d.KVD:(s.start+s.n)*d.KVD]
 			kernels.RoPE(qs, s.n, d.H, d.HD, e.cos, e.sin)
 			kernels.RoPE(ks, s.n, d.KV, d.HD, e.cos, e.sin)
-			kernels.Attention(att[s.start*d.QD:], qs, ks, vs, s.n, s.n, d.H, d.KV, d.HD, e.scratch)
+			probs := e.scratch
+			if train && e.probs != nil {
+				probs = e.probs[l][off : off+d.H*s.n*s.n]
+				off += d.H * s.n * s.n
+			}
+			kernels.Attention(att[s.start*d.QD:], qs, ks, vs, s.n, s.n, d.H, d.KV, d.HD, probs)
 		}
 		if e.clock != nil {
 			e.attnNS += e.clock() - t0
@@ -352,7 +370,12 @@ func (e *engine[F]) forward(T int, train bool) {
 	}
 	kernels.RMSNorm(e.xnf[:T*D], e.rsf, e.h[d.L][:T*D], e.w.norm, T, D, d.eps)
 	e.gemm(false, true, T, d.V, D, 1, e.xnf, D, e.w.lmHead, D, 0, e.logits, d.V)
-	kernels.CrossEntropy(e.lossRow, e.lse, e.logits, e.tgt, T, d.V)
+	if train {
+		// Leaves softmax probabilities in the logits for backwardPass.
+		kernels.CrossEntropySoftmax(e.lossRow, e.logits, e.tgt, T, d.V)
+	} else {
+		kernels.CrossEntropy(e.lossRow, e.lse, e.logits, e.tgt, T, d.V)
+	}
 }
 
 // losses writes each example's mean target-token loss.
@@ -372,8 +395,9 @@ func (e *engine[F]) losses(out []float64) {
 
 // backwardPass propagates the gradient of Σ_i loss_i (loss_i the mean over
 // example i's target tokens) from the logits down to every LoRA matrix,
-// writing the gradients into the targets in e.tg. It consumes the logits
-// (overwritten by their gradient).
+// writing the gradients into the targets in e.tg. It follows a forward
+// pass with train set, whose probabilities it overwrites with their
+// gradient.
 func (e *engine[F]) backwardPass(T int) {
 	d := &e.d
 	D := d.D
@@ -386,7 +410,7 @@ func (e *engine[F]) backwardPass(T int) {
 			e.dloss[r] = w
 		}
 	}
-	kernels.CrossEntropyBackward(e.logits, e.logits, e.lse, e.tgt, e.dloss, T, d.V)
+	kernels.CrossEntropySoftmaxBackward(e.logits, e.tgt, e.dloss, T, d.V)
 	dh, dx := e.dh[:T*D], e.dx[:T*D]
 	e.gemm(false, false, T, D, d.V, 1, e.logits, d.V, e.w.lmHead, D, 0, dx, D)
 	clear(dh)
@@ -408,10 +432,16 @@ func (e *engine[F]) backwardPass(T int) {
 			t0 = e.clock()
 		}
 		q, k, v := e.q[l], e.k[l], e.v[l]
+		off := 0
 		for _, s := range e.segs {
 			a, b := s.start*d.QD, (s.start+s.n)*d.QD
 			c, f := s.start*d.KVD, (s.start+s.n)*d.KVD
-			kernels.AttentionBackward(dq[a:b], dk[c:f], dv[c:f], datt[a:b], q[a:b], k[c:f], v[c:f], s.n, s.n, d.H, d.KV, d.HD, e.scratch)
+			var probs []F
+			if e.probs != nil {
+				probs = e.probs[l][off : off+d.H*s.n*s.n]
+				off += d.H * s.n * s.n
+			}
+			kernels.AttentionBackward(dq[a:b], dk[c:f], dv[c:f], datt[a:b], q[a:b], k[c:f], v[c:f], s.n, s.n, d.H, d.KV, d.HD, probs, e.scratch)
 			kernels.RoPEBackward(dq[a:b], s.n, d.H, d.HD, e.cos, e.sin)
 			kernels.RoPEBackward(dk[c:f], s.n, d.KV, d.HD, e.cos, e.sin)
 		}
