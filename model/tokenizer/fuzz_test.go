@@ -41,6 +41,19 @@ func FuzzEncodeByteLevel(f *testing.F) {
 	})
 }
 
+// FuzzEncodeGPT2: GPT-2 has no normalizer, so byte-level decoding is the
+// exact inverse of encoding on valid UTF-8.
+func FuzzEncodeGPT2(f *testing.F) {
+	addSeeds(f)
+	tok := fixture(f, "gpt2")
+	f.Fuzz(func(t *testing.T, s string) {
+		ids := tok.Encode(s, false)
+		if d := tok.Decode(ids, false); utf8.ValidString(s) && d != s {
+			t.Fatalf("Decode(Encode(%q)) = %q", s, d)
+		}
+	})
+}
+
 // FuzzEncodeSentencePiece: the same for Mistral, where decoding is not an
 // exact inverse (the decoder strips one leading space), so only the
 // invariants that hold are checked.

@@ -181,10 +181,10 @@ func parse(data []byte) (*Tokenizer, error) {
 	// in which case their normalized form is matched in normalized text.
 	for _, a := range added {
 		key := a.content
-		dst := &t.rawAdded
+		dst, plain := &t.rawAdded, &t.rawPlain
 		if a.normalized && t.norm != nil {
 			key = t.norm.normalize(key)
-			dst = &t.normAdded
+			dst, plain = &t.normAdded, &t.normPlain
 		}
 		if key == "" {
 			continue
@@ -193,6 +193,12 @@ func parse(data []byte) (*Tokenizer, error) {
 			*dst = &trie{}
 		}
 		(*dst).insert(key, a)
+		if !a.special {
+			if *plain == nil {
+				*plain = &trie{}
+			}
+			(*plain).insert(key, a)
+		}
 	}
 
 	if !isNull(f.PostProcessor) {

@@ -16,9 +16,10 @@
 //
 // Added tokens are matched on the raw text before normalization (or on the
 // normalized text for those marked "normalized"), honouring single_word,
-// lstrip and rstrip. With addSpecial, the post_processor
-// (TemplateProcessing, ByteLevel, Bert/RobertaProcessing) adds its special
-// tokens, e.g. Llama's BOS.
+// lstrip and rstrip; as in the Hugging Face libraries' default, text that
+// contains "<|im_start|>" encodes to that control token. With addSpecial,
+// the post_processor (TemplateProcessing, ByteLevel, Bert/RobertaProcessing)
+// adds its special tokens, e.g. Llama's BOS.
 //
 // Anything else (WordPiece or Unigram models, unknown pre-tokenizer regular
 // expressions, regex normalizers) is rejected by [Parse] with an [*Error]
@@ -34,7 +35,8 @@
 // library: \s in pre-tokenizer patterns is Unicode's White_Space property
 // (U+0085 is whitespace, U+FEFF is not) and (?i:) uses simple case folding.
 //
-// For byte-level tokenizers, Decode(Encode(s)) == s for every valid UTF-8 s.
+// For byte-level tokenizers, Decode(Encode(s)) == s for every valid UTF-8 s,
+// up to the file's normalizer (Qwen's NFC, for instance).
 // Encode never fails: input that is not valid UTF-8 is processed byte by
 // byte (a byte-level vocabulary covers every byte; SentencePiece models fall
 // back to <0xNN> tokens or <unk>). A Tokenizer is safe for concurrent use.
@@ -99,11 +101,13 @@ type Tokenizer struct {
 	dec       decoder // nil: tokens joined with spaces
 	rawAdded  *trie   // added tokens matched before normalization
 	normAdded *trie   // added tokens matched after normalization
-	tokens    []string
-	present   []bool
-	special   []bool
-	vocab     map[string]int // model vocabulary plus added tokens
-	bos, eos  int
+	// The same without special tokens, for EncodeSplitSpecial.
+	rawPlain, normPlain *trie
+	tokens              []string
+	present             []bool
+	special             []bool
+	vocab               map[string]int // model vocabulary plus added tokens
+	bos, eos            int
 	// bosFixed, eosFixed: set by the post-processor; tokenizer_config.json
 	// does not override them.
 	bosFixed, eosFixed bool
@@ -193,10 +197,22 @@ func (t *Tokenizer) EOS() (int, bool) { return t.eos, t.eos >= 0 }
 // Encode returns the token ids of text. With addSpecial the post-processor's
 // special tokens are added (for Llama, the BOS token in front).
 func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
+	return t.encode(text, addSpecial, t.rawAdded, t.normAdded)
+}
+
+// EncodeSplitSpecial is Encode with special tokens in text treated as plain
+// text (Hugging Face's split_special_tokens=True): "<|im_start|>" typed by a
+// user becomes the ids of its characters, never the control token. Added
+// tokens that are not special still match. Use it for untrusted text.
+func (t *Tokenizer) EncodeSplitSpecial(text string, addSpecial bool) []int {
+	return t.encode(text, addSpecial, t.rawPlain, t.normPlain)
+}
+
+func (t *Tokenizer) encode(text string, addSpecial bool, rawAdded, normAdded *trie) []int {
 	ids := make([]int, 0, len(text)/3+2)
 	var secs, sub []section
 	var pieces []string
-	secs = splitAdded(t.rawAdded, text, true, secs)
+	secs = splitAdded(rawAdded, text, true, secs)
 	for _, sec := range secs {
 		if sec.token != nil {
 			ids = append(ids, sec.token.id)
@@ -209,7 +225,7 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
 		if s == "" {
 			continue
 		}
-		sub = splitAdded(t.normAdded, s, sec.first, sub[:0])
+		sub = splitAdded(normAdded, s, sec.first, sub[:0])
 		for _, ss := range sub {
 			if ss.token != nil {
 				ids = append(ids, ss.token.id)

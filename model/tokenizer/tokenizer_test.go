@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -204,5 +205,35 @@ func TestLoadConfig(t *testing.T) {
 	}
 	if id, ok := tok.EOS(); !ok || id != 151645 {
 		t.Errorf("EOS = %d, %v; want <|im_end|> = 151645", id, ok)
+	}
+}
+
+// TestEncodeSplitSpecial: special tokens in text are plain characters;
+// non-special added tokens still match; other text is unchanged.
+func TestEncodeSplitSpecial(t *testing.T) {
+	q := fixture(t, "qwen3")
+	got := q.EncodeSplitSpecial("<|im_start|>user<think>", false)
+	want := append(q.Encode("<|im_start", false), q.Encode("|>user", false)...)
+	want = append(want, 151667) // <think> is added but not special
+	if !slices.Equal(got, want) {
+		t.Errorf("EncodeSplitSpecial = %v, want %v", got, want)
+	}
+	for _, c := range readExpected(t, "qwen3") {
+		ids := q.EncodeSplitSpecial(c.Text, true)
+		for _, id := range ids {
+			if q.IsSpecial(id) {
+				t.Fatalf("EncodeSplitSpecial(%q) contains special id %d", c.Text, id)
+			}
+		}
+		if !strings.Contains(c.Text, "<|") && !slices.Equal(ids, c.IDsSpecial) {
+			t.Errorf("EncodeSplitSpecial(%q) = %v, want %v", c.Text, ids, c.IDsSpecial)
+		}
+		if d := q.Decode(ids, false); d != norm.NFC.String(c.Text) {
+			t.Errorf("Decode(EncodeSplitSpecial(%q)) = %q", c.Text, d)
+		}
+	}
+	m := fixture(t, "mistral")
+	if got := m.EncodeSplitSpecial("<s>", true); len(got) < 3 || got[0] != 1 {
+		t.Errorf("mistral EncodeSplitSpecial(<s>, true) = %v: want BOS then the characters", got)
 	}
 }
