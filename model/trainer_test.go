@@ -244,3 +244,32 @@ func TestNoAllocationsPerStep(t *testing.T) {
 		t.Errorf("Losses: %v allocations per step", n)
 	}
 }
+
+func TestAdapterClone(t *testing.T) {
+	m := tinyModel(t, tinyConfig(hf.ArchLlama, 2, 2, 0), 17)
+	for _, ffa := range []bool{false, true} {
+		a, _ := NewAdapter(m, LoRAConfig{R: 2, Alpha: 4, FFA: ffa, TargetModules: []string{"q_proj", "up_proj"}, ASeed: 3})
+		randomizeB(a, 1)
+		b := a.Clone()
+		A1, B1, _ := a.Matrices(1, "up_proj")
+		A2, B2, _ := b.Matrices(1, "up_proj")
+		for i := range A1 {
+			if A1[i] != A2[i] {
+				t.Fatal("A not copied")
+			}
+		}
+		for i := range B1 {
+			if B1[i] != B2[i] {
+				t.Fatal("B not copied")
+			}
+		}
+		b.Trainable()[0] += 1
+		A2[0] += 1
+		if a.Trainable()[0] == b.Trainable()[0] || A1[0] == A2[0] {
+			t.Fatal("clone shares memory with the original")
+		}
+		if _, _, ok := a.Matrices(0, "k_proj"); ok {
+			t.Error("untargeted module reported")
+		}
+	}
+}
