@@ -26,6 +26,7 @@ func newTokenizeCmd() *cobra.Command {
 	var (
 		tokPath, text, input string
 		addSpecial, jsonOut  bool
+		splitSpecial         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "tokenize --tokenizer FILE (--text TEXT | --input FILE.jsonl)",
@@ -36,7 +37,9 @@ the tokenizer.json given by --tokenizer (gzip-compressed files are accepted).
 With --text, prints the ids (--json: {"ids": [...]}). With --input, prints one
 {"ids": [...]} line per record, in input order, so that a dataset can be
 pre-tokenized; a malformed record stops the run with its line number.
---add-special adds the tokenizer's special tokens (for Llama, BOS).`,
+--add-special adds the tokenizer's special tokens (for Llama, BOS).
+--split-special encodes special tokens written in the text ("<|im_start|>")
+as ordinary characters instead of control tokens; use it for untrusted text.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tokPath == "" {
@@ -51,8 +54,12 @@ pre-tokenized; a malformed record stops the run with its line number.
 				return err
 			}
 			out := cmd.OutOrStdout()
+			encode := tok.Encode
+			if splitSpecial {
+				encode = tok.EncodeSplitSpecial
+			}
 			if textSet {
-				ids := tok.Encode(text, addSpecial)
+				ids := encode(text, addSpecial)
 				if jsonOut {
 					return writeJSON(out, tokenizeRecord{IDs: ids})
 				}
@@ -75,7 +82,7 @@ pre-tokenized; a malformed record stops the run with its line number.
 			if bar != nil {
 				r = io.TeeReader(f, bar)
 			}
-			return tokenizeJSONL(out, r, input, tok, addSpecial)
+			return tokenizeJSONL(out, r, input, encode, addSpecial)
 		},
 	}
 	f := cmd.Flags()
@@ -83,6 +90,7 @@ pre-tokenized; a malformed record stops the run with its line number.
 	f.StringVar(&text, "text", "", "text to encode")
 	f.StringVar(&input, "input", "", `JSONL file of {"text": ...} records to encode`)
 	f.BoolVar(&addSpecial, "add-special", false, "add the post-processor's special tokens (e.g. BOS)")
+	f.BoolVar(&splitSpecial, "split-special", false, "encode special tokens in the text as ordinary characters")
 	f.BoolVar(&jsonOut, "json", false, "print JSON")
 	return cmd
 }
@@ -102,7 +110,7 @@ func formatIDs(ids []int) string {
 
 // tokenizeJSONL encodes every {"text": ...} line of r and writes one
 // {"ids": [...]} line per record. name is used in error messages.
-func tokenizeJSONL(w io.Writer, r io.Reader, name string, tok *tokenizer.Tokenizer, addSpecial bool) error {
+func tokenizeJSONL(w io.Writer, r io.Reader, name string, encode func(string, bool) []int, addSpecial bool) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	bw := bufio.NewWriterSize(w, 1<<20)
 	for line := 1; ; line++ {
@@ -127,7 +135,7 @@ func tokenizeJSONL(w io.Writer, r io.Reader, name string, tok *tokenizer.Tokeniz
 		if in.Text == nil {
 			return fmt.Errorf("%s: line %d: missing string field \"text\"", name, line)
 		}
-		enc, err := json.Marshal(tokenizeRecord{IDs: tok.Encode(*in.Text, addSpecial)})
+		enc, err := json.Marshal(tokenizeRecord{IDs: encode(*in.Text, addSpecial)})
 		if err != nil {
 			return err
 		}

@@ -84,6 +84,17 @@ func TestTokenizeJSONL(t *testing.T) {
 	}
 }
 
+func TestTokenizeSplitSpecial(t *testing.T) {
+	out, err := runTokenize(t, "--tokenizer", mistralTokenizer, "--text", "</s>")
+	if err != nil || out != "2\n" {
+		t.Errorf("</s> = %q, %v; want the EOS id 2", out, err)
+	}
+	out, err = runTokenize(t, "--tokenizer", mistralTokenizer, "--text", "</s>", "--split-special")
+	if err != nil || strings.Fields(out)[0] == "2" || len(strings.Fields(out)) < 3 {
+		t.Errorf("</s> with --split-special = %q, %v; want its characters", out, err)
+	}
+}
+
 func TestTokenizeFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--text", "x"},
