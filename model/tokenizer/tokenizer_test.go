@@ -237,3 +237,30 @@ func TestEncodeSplitSpecial(t *testing.T) {
 		t.Errorf("mistral EncodeSplitSpecial(<s>, true) = %v: want BOS then the characters", got)
 	}
 }
+
+// TestConcurrentEncode: a Tokenizer is safe for concurrent use (run with
+// -race); every goroutine gets the reference ids.
+func TestConcurrentEncode(t *testing.T) {
+	tok := fixture(t, "mistral")
+	cases := readExpected(t, "mistral")
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := range cases {
+				c := cases[(i+g*37)%len(cases)]
+				if got := tok.Encode(c.Text, true); !slices.Equal(got, c.IDsSpecial) {
+					errs <- c.Text
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for s := range errs {
+		t.Errorf("concurrent Encode(%q) differs from the reference", s)
+	}
+}
