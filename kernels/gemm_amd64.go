@@ -19,6 +19,16 @@ func pickKernel() microKernel {
 	return kernelGo
 }
 
+// bestStrided is the strided micro-kernel of the native backend.
+var bestStrided stridedKernel = pickStrided()
+
+func pickStrided() stridedKernel {
+	if hasAVX2FMA {
+		return kernelAVX2Strided
+	}
+	return kernelGoStrided
+}
+
 // nativeKernelName describes bestKernel.
 var nativeKernelName = func() string {
 	if hasAVX2FMA {
@@ -39,3 +49,15 @@ func kernelAVX2(kc int, alpha float32, a, b []float32, beta float32, c []float32
 
 //go:noescape
 func sgemmKernel6x16(kc int, alpha float32, a, b *float32, beta float32, c *float32, ldc int)
+
+// kernelAVX2Strided is the stridedKernel in AVX2+FMA assembly, the same
+// arithmetic as kernelAVX2 with A and B read in place.
+func kernelAVX2Strided(kc int, alpha float32, a []float32, rsA, csA int, b []float32, csB int, beta float32, c []float32, ldc int) {
+	_ = a[(gemmMR-1)*rsA+(kc-1)*csA]
+	_ = b[(kc-1)*csB+gemmNR-1]
+	_ = c[(gemmMR-1)*ldc+gemmNR-1]
+	sgemmKernel6x16Strided(kc, alpha, &a[0], rsA, csA, &b[0], csB, beta, &c[0], ldc)
+}
+
+//go:noescape
+func sgemmKernel6x16Strided(kc int, alpha float32, a *float32, rsA, csA int, b *float32, csB int, beta float32, c *float32, ldc int)

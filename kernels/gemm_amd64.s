@@ -151,3 +151,123 @@ update:
 	UPDATE(Y10, Y11)
 	VZEROUPPER
 	RET
+
+// One step of the strided micro-kernel: A element (r, p) is at
+// AX + r·R8 for r < 3 and R10 + (r−3)·R8 for r ≥ 3 (R10 = AX + 3·R8),
+// B row p at BX; then every pointer moves one step (R9 for A, R11 for B).
+#define SSTEP \
+	VMOVUPS      (BX), Y12         \
+	VMOVUPS      32(BX), Y13       \
+	VBROADCASTSS (AX), Y14         \
+	VFMADD231PS  Y12, Y14, Y0      \
+	VFMADD231PS  Y13, Y14, Y1      \
+	VBROADCASTSS (AX)(R8*1), Y15   \
+	VFMADD231PS  Y12, Y15, Y2      \
+	VFMADD231PS  Y13, Y15, Y3      \
+	VBROADCASTSS (AX)(R8*2), Y14   \
+	VFMADD231PS  Y12, Y14, Y4      \
+	VFMADD231PS  Y13, Y14, Y5      \
+	VBROADCASTSS (R10), Y15        \
+	VFMADD231PS  Y12, Y15, Y6      \
+	VFMADD231PS  Y13, Y15, Y7      \
+	VBROADCASTSS (R10)(R8*1), Y14  \
+	VFMADD231PS  Y12, Y14, Y8      \
+	VFMADD231PS  Y13, Y14, Y9      \
+	VBROADCASTSS (R10)(R8*2), Y15  \
+	VFMADD231PS  Y12, Y15, Y10     \
+	VFMADD231PS  Y13, Y15, Y11     \
+	ADDQ         R9, AX            \
+	ADDQ         R9, R10           \
+	ADDQ         R11, BX
+
+// func sgemmKernel6x16Strided(kc int, alpha float32, a *float32, rsA, csA int, b *float32, csB int, beta float32, c *float32, ldc int)
+TEXT ·sgemmKernel6x16Strided(SB), NOSPLIT, $0-80
+	MOVQ kc+0(FP), CX
+	MOVQ a+16(FP), AX
+	MOVQ rsA+24(FP), R8
+	SHLQ $2, R8
+	MOVQ csA+32(FP), R9
+	SHLQ $2, R9
+	MOVQ b+40(FP), BX
+	MOVQ csB+48(FP), R11
+	SHLQ $2, R11
+	MOVQ c+64(FP), DX
+	MOVQ ldc+72(FP), SI
+	SHLQ $2, SI
+	LEAQ (AX)(R8*2), R10
+	ADDQ R8, R10
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+	MOVQ  CX, R12
+	SHRQ  $2, R12
+	ANDQ  $3, CX
+	TESTQ R12, R12
+	JZ    stail
+
+sloop4:
+	SSTEP
+	SSTEP
+	SSTEP
+	SSTEP
+	DECQ R12
+	JNZ  sloop4
+
+stail:
+	TESTQ CX, CX
+	JZ    sscale
+
+sloop1:
+	SSTEP
+	DECQ CX
+	JNZ  sloop1
+
+sscale:
+	VBROADCASTSS alpha+8(FP), Y14
+	VMULPS Y14, Y0, Y0
+	VMULPS Y14, Y1, Y1
+	VMULPS Y14, Y2, Y2
+	VMULPS Y14, Y3, Y3
+	VMULPS Y14, Y4, Y4
+	VMULPS Y14, Y5, Y5
+	VMULPS Y14, Y6, Y6
+	VMULPS Y14, Y7, Y7
+	VMULPS Y14, Y8, Y8
+	VMULPS Y14, Y9, Y9
+	VMULPS Y14, Y10, Y10
+	VMULPS Y14, Y11, Y11
+
+	MOVL beta+56(FP), R13
+	SHLL $1, R13
+	JNZ  supdate
+
+	STORE(Y0, Y1)
+	STORE(Y2, Y3)
+	STORE(Y4, Y5)
+	STORE(Y6, Y7)
+	STORE(Y8, Y9)
+	STORE(Y10, Y11)
+	VZEROUPPER
+	RET
+
+supdate:
+	VBROADCASTSS beta+56(FP), Y15
+	UPDATE(Y0, Y1)
+	UPDATE(Y2, Y3)
+	UPDATE(Y4, Y5)
+	UPDATE(Y6, Y7)
+	UPDATE(Y8, Y9)
+	UPDATE(Y10, Y11)
+	VZEROUPPER
+	RET

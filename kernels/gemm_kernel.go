@@ -40,3 +40,34 @@ func kernelGo(kc int, alpha float32, a, b []float32, beta float32, c []float32, 
 		}
 	}
 }
+
+// kernelGoStrided is the pure-Go stridedKernel: kernelGo with Â(r, p) =
+// a[r*rsA+p*csA] and B̂(p, j) = b[p*csB+j].
+func kernelGoStrided(kc int, alpha float32, a []float32, rsA, csA int, b []float32, csB int, beta float32, c []float32, ldc int) {
+	var acc [gemmMR][gemmNR]float32
+	_ = a[(gemmMR-1)*rsA+(kc-1)*csA]
+	_ = b[(kc-1)*csB+gemmNR-1]
+	for p := 0; p < kc; p++ {
+		bp := (*[gemmNR]float32)(b[p*csB:])
+		for r := range gemmMR {
+			x := a[r*rsA+p*csA]
+			row := &acc[r]
+			for j := range gemmNR {
+				row[j] += x * bp[j]
+			}
+		}
+	}
+	_ = c[(gemmMR-1)*ldc+gemmNR-1]
+	for r := range gemmMR {
+		row := (*[gemmNR]float32)(c[r*ldc:])
+		if beta == 0 {
+			for j := range gemmNR {
+				row[j] = alpha * acc[r][j]
+			}
+			continue
+		}
+		for j := range gemmNR {
+			row[j] = alpha*acc[r][j] + beta*row[j]
+		}
+	}
+}

@@ -47,16 +47,23 @@ const taskMask = 1<<24 - 1
 // are ldc apart.
 type microKernel func(kc int, alpha float32, a, b []float32, beta float32, c []float32, ldc int)
 
+// stridedKernel is microKernel reading A and B in place: Â(r, p) =
+// a[r*rsA+p*csA] and B̂(p, j) = b[p*csB+j]. With rsA = 1, csA = gemmMR,
+// csB = gemmNR it is microKernel on packed operands, and it does the same
+// arithmetic in the same order.
+type stridedKernel func(kc int, alpha float32, a []float32, rsA, csA int, b []float32, csB int, beta float32, c []float32, ldc int)
+
 // native is the packed, cache-blocked SGEMM driver around one
 // micro-kernel.
 type native struct {
-	name   string
-	kernel microKernel
+	name    string
+	kernel  microKernel
+	strided stridedKernel
 }
 
-var nativeBackend Backend = &native{name: "native", kernel: bestKernel}
+var nativeBackend Backend = &native{name: "native", kernel: bestKernel, strided: bestStrided}
 
-var nativeGoBackend Backend = &native{name: "native-go", kernel: kernelGo}
+var nativeGoBackend Backend = &native{name: "native-go", kernel: kernelGo, strided: kernelGoStrided}
 
 // Native returns the default backend: packed, cache-blocked SGEMM in Go,
 // parallel over [Threads] goroutines, with the fastest micro-kernel the
@@ -103,35 +110,67 @@ func (nb *native) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 func (j *gemmJob) drive() {
 	owner := getWorkspace()
 	defer putWorkspace(owner)
-	j.pb = owner.bBuf(min(gemmNC, roundUp(j.n, gemmNR)) * min(gemmKC, j.k))
+	// Skinny products read one operand in place instead of packing it:
+	// with at most two slivers of B every element of A would be packed to
+	// be used once or twice, and likewise B with few rows of A (only
+	// without transB: the micro-kernel needs rows of op(B) contiguous).
+	j.directA = j.n <= 2*gemmNR
+	j.directB = !j.transB && j.m <= 4*gemmMR
 	// Even row blocks of at most gemmMC rows, so the last one is not a
 	// sliver that leaves threads idle.
 	mblocks := (j.m + gemmMC - 1) / gemmMC
 	j.mc = roundUp((j.m+mblocks-1)/mblocks, gemmMR)
 	j.mblocks = (j.m + j.mc - 1) / j.mc
+	j.allK = j.directA || j.directB
+	if j.allK {
+		// Skinny: op(B) is either small (n ≤ 32, packed whole here, k
+		// slice after k slice) or read in place, so one parallel phase
+		// in which each task runs through all of k does it, instead of
+		// two synchronised phases per k slice.
+		j.jc, j.nc = 0, j.n
+		j.nsl = (j.n + gemmNR - 1) / gemmNR
+		j.nsplit = j.splitCols()
+		if !j.directB {
+			ldp := roundUp(j.n, gemmNR)
+			j.pb = owner.bBuf(ldp * j.k)
+			for pc := 0; pc < j.k; pc += gemmKC {
+				packB(j.pb[pc*ldp:], j.transB, j.b, j.ldb, pc, min(gemmKC, j.k-pc), 0, j.n)
+			}
+		}
+		j.run(j.mblocks*j.nsplit, owner)
+		return
+	}
+	j.pb = owner.bBuf(min(gemmNC, roundUp(j.n, gemmNR)) * min(gemmKC, j.k))
 	for jc := 0; jc < j.n; jc += gemmNC {
 		j.jc, j.nc = jc, min(gemmNC, j.n-jc)
 		j.nsl = (j.nc + gemmNR - 1) / gemmNR
-		// About four tasks per thread, splitting the panel's columns only
-		// while each task keeps at least 8 slivers (128 columns) so that
-		// its packed A block is reused enough.
-		j.nsplit = 1
-		if j.threads > 1 {
-			want := (4*j.threads + j.mblocks - 1) / j.mblocks
-			j.nsplit = max(1, min(want, j.nsl/8))
-		}
+		j.nsplit = j.splitCols()
 		for pc := 0; pc < j.k; pc += gemmKC {
 			j.pc, j.kc = pc, min(gemmKC, j.k-pc)
 			j.stepBeta = j.beta
 			if pc > 0 {
 				j.stepBeta = 1 // later slices accumulate onto C
 			}
-			j.packing = true
-			j.run(min(j.threads, j.nsl), owner)
-			j.packing = false
+			if !j.directB {
+				j.packing = true
+				j.run(min(j.threads, j.nsl), owner)
+				j.packing = false
+			}
 			j.run(j.mblocks*j.nsplit, owner)
 		}
 	}
+}
+
+// splitCols returns how many runs of slivers to cut the current panel of
+// op(B) into: about four tasks per thread, splitting columns only while
+// each task keeps at least 8 slivers (128 columns) so that its packed A
+// block is reused enough.
+func (j *gemmJob) splitCols() int {
+	if j.threads == 1 {
+		return 1
+	}
+	want := (4*j.threads + j.mblocks - 1) / j.mblocks
+	return max(1, min(want, j.nsl/8))
 }
 
 // task runs task idx of the current phase with the worker's workspace.
@@ -149,36 +188,95 @@ func (j *gemmJob) task(ws *workspace, idx int) {
 	s0, s1 := j.nsl*bs/j.nsplit, j.nsl*(bs+1)/j.nsplit
 	c0 := s0 * gemmNR
 	nc := min(j.nc, s1*gemmNR) - c0
-	pa := ws.aBuf(roundUp(mc, gemmMR) * j.kc)
-	packA(pa, j.transA, j.a, j.lda, i0, mc, j.pc, j.kc)
-	j.nb.macro(ws, j.kc, mc, nc, j.alpha, pa, j.pb[c0*j.kc:], j.stepBeta, j.c[i0*j.ldc+j.jc+c0:], j.ldc)
+	if !j.allK {
+		j.macro(ws, i0, mc, c0, nc, j.pc, j.kc, j.stepBeta, j.pb)
+		return
+	}
+	// One task covers every k slice of its block, in order.
+	ldp := roundUp(j.n, gemmNR) // floats per k step of the packed op(B)
+	for pc := 0; pc < j.k; pc += gemmKC {
+		beta := j.beta
+		if pc > 0 {
+			beta = 1
+		}
+		var pb []float32
+		if !j.directB {
+			pb = j.pb[pc*ldp:]
+		}
+		j.macro(ws, i0, mc, c0, nc, pc, min(gemmKC, j.k-pc), beta, pb)
+	}
 }
 
-// macro runs the micro-kernel over an mc×nc block of C from packed A and
-// B. Tiles that stick out of C go through a scratch tile so that nothing
-// outside the window is read or written.
-func (nb *native) macro(ws *workspace, kc, mc, nc int, alpha float32, pa, pb []float32, beta float32, c []float32, ldc int) {
-	tmp := &ws.tile
+// macro multiplies rows i0..i0+mc of op(A) with columns c0..c0+nc of the
+// current panel of op(B) into C, walking gemmMR×gemmNR tiles: jr over B
+// slivers (one sliver stays in L1), ir over A slivers. A is packed here
+// unless it is read in place (directA); B was packed by the packing phase
+// unless it is read in place (directB). In-place operands still pack their
+// last, partial sliver, zero-padded. Tiles that stick out of C go through
+// a scratch tile so that nothing outside the window is read or written.
+func (j *gemmJob) macro(ws *workspace, i0, mc, c0, nc, pc, kc int, beta float32, pb []float32) {
+	nb := j.nb
+	var pa, edgeA, edgeB []float32
+	if !j.directA {
+		pa = ws.aBuf(roundUp(mc, gemmMR) * kc)
+		packA(pa, j.transA, j.a, j.lda, i0, mc, pc, kc)
+	} else if r := mc % gemmMR; r != 0 {
+		edgeA = ws.edgeABuf(gemmMR * kc)
+		packA(edgeA, j.transA, j.a, j.lda, i0+mc-r, r, pc, kc)
+	}
+	if r := nc % gemmNR; j.directB && r != 0 {
+		edgeB = ws.edgeBBuf(gemmNR * kc)
+		packB(edgeB, j.transB, j.b, j.ldb, pc, kc, j.jc+c0+nc-r, r)
+	}
+	alpha := j.alpha
+	c := j.c[i0*j.ldc+j.jc+c0:]
+	tmp := ws.tile[:]
 	for jr := 0; jr < nc; jr += gemmNR {
 		nr := min(gemmNR, nc-jr)
-		bp := pb[jr*kc : jr*kc+kc*gemmNR]
+		bp, csB, packedB := []float32(nil), gemmNR, true
+		switch {
+		case !j.directB:
+			bp = pb[(c0+jr)*kc:]
+		case nr < gemmNR:
+			bp = edgeB
+		default: // op(B)[p][j] = b[p*ldb+j]
+			bp, csB, packedB = j.b[pc*j.ldb+j.jc+c0+jr:], j.ldb, false
+		}
 		for ir := 0; ir < mc; ir += gemmMR {
 			mr := min(gemmMR, mc-ir)
-			ap := pa[ir*kc : ir*kc+kc*gemmMR]
-			if mr == gemmMR && nr == gemmNR {
-				nb.kernel(kc, alpha, ap, bp, beta, c[ir*ldc+jr:], ldc)
+			ap, rsA, csA, packedA := []float32(nil), 1, gemmMR, true
+			switch {
+			case !j.directA:
+				ap = pa[ir*kc:]
+			case mr < gemmMR:
+				ap = edgeA
+			case j.transA: // op(A)[i][p] = a[p*lda+i]
+				ap, csA, packedA = j.a[pc*j.lda+i0+ir:], j.lda, false
+			default: // op(A)[i][p] = a[i*lda+p]
+				ap, rsA, csA, packedA = j.a[(i0+ir)*j.lda+pc:], j.lda, 1, false
+			}
+			full := mr == gemmMR && nr == gemmNR
+			cc, ldc, bet := c[ir*j.ldc+jr:], j.ldc, beta
+			if !full {
+				cc, ldc, bet = tmp, gemmNR, 0
+			}
+			if packedA && packedB {
+				nb.kernel(kc, alpha, ap, bp, bet, cc, ldc)
+			} else {
+				nb.strided(kc, alpha, ap, rsA, csA, bp, csB, bet, cc, ldc)
+			}
+			if full {
 				continue
 			}
-			nb.kernel(kc, alpha, ap, bp, 0, tmp[:], gemmNR)
 			for r := 0; r < mr; r++ {
-				row := c[(ir+r)*ldc+jr : (ir+r)*ldc+jr+nr]
+				row := c[(ir+r)*j.ldc+jr : (ir+r)*j.ldc+jr+nr]
 				t := tmp[r*gemmNR : r*gemmNR+nr]
 				if beta == 0 {
 					copy(row, t)
 					continue
 				}
-				for j := range row {
-					row[j] = t[j] + beta*row[j]
+				for x := range row {
+					row[x] = t[x] + beta*row[x]
 				}
 			}
 		}
@@ -260,8 +358,23 @@ func roundUp(x, m int) int { return (x + m - 1) / m * m }
 // workspace holds one worker's packing buffers, aligned to 64 bytes, and
 // the scratch tile for the edges of C.
 type workspace struct {
-	a, b []float32
-	tile [gemmMR * gemmNR]float32
+	a, b         []float32
+	edgeA, edgeB []float32
+	tile         [gemmMR * gemmNR]float32
+}
+
+func (ws *workspace) edgeABuf(n int) []float32 {
+	if cap(ws.edgeA) < n {
+		ws.edgeA = alignedFloats(n)
+	}
+	return ws.edgeA[:n]
+}
+
+func (ws *workspace) edgeBBuf(n int) []float32 {
+	if cap(ws.edgeB) < n {
+		ws.edgeB = alignedFloats(n)
+	}
+	return ws.edgeB[:n]
 }
 
 const cacheLine = 16 // float32s per 64-byte line
@@ -334,6 +447,9 @@ type gemmJob struct {
 	pc, kc      int       // current k slice
 	stepBeta    float32   // beta for this k slice
 	packing     bool      // phase: pack B, or multiply
+	directA     bool      // read A in place instead of packing it
+	directB     bool      // read B in place (no packing phase)
+	allK        bool      // one phase; each task runs through all of k
 	state       atomic.Uint64
 	gen         uint16
 	wg          sync.WaitGroup

@@ -6,4 +6,6 @@ package kernels
 // build.
 var bestKernel microKernel = kernelGo
 
+var bestStrided stridedKernel = kernelGoStrided
+
 var nativeKernelName = "go 6x16 (pure Go build)"

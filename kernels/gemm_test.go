@@ -222,6 +222,14 @@ func TestSgemmBlocking(t *testing.T) {
 		{m: 1, n: 1000, k: 700, alpha: 1, beta: 0},
 		{transA: true, m: 1000, n: 1, k: 700, alpha: 1, beta: 0.5},
 		{m: 128, n: 128, k: 1, alpha: 3, beta: 0},
+		// Skinny products that read A in place (n ≤ 32) or B in place
+		// (m ≤ 24, B not transposed), with partial slivers.
+		{m: 301, n: 17, k: 600, alpha: 1, beta: 0.5, padA: 2, padC: 1},
+		{transA: true, m: 1000, n: 32, k: 513, alpha: -1, beta: 0, padA: 1},
+		{transA: true, transB: true, m: 299, n: 16, k: 270, alpha: 1, beta: 1, padB: 3},
+		{m: 20, n: 4100, k: 300, alpha: 0.5, beta: 0, padB: 4, padC: 2},
+		{transA: true, m: 16, n: 519, k: 257, alpha: 1, beta: 2, padA: 1, padB: 1},
+		{m: 24, n: 30, k: 700, alpha: 1, beta: 0},
 	}
 	for _, be := range backends() {
 		rng := rand.New(rand.NewPCG(3, 4))
@@ -470,6 +478,60 @@ func TestSgemmNoAllocs(t *testing.T) {
 
 // TestMicroKernels compares the micro-kernel this machine runs with the
 // pure-Go one and with its reference loop, with guards around C.
+// TestStridedKernels runs the strided micro-kernels on operands read in
+// place (A row-major and transposed, B with a wide stride) and requires
+// the same bits as the packed kernel on the packed copies: the two do the
+// same arithmetic in the same order.
+func TestStridedKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, kc := range []int{1, 3, 4, 7, 64, 255} {
+		for _, transA := range []bool{false, true} {
+			for _, kern := range []struct {
+				name    string
+				packed  microKernel
+				strided stridedKernel
+			}{{"best", bestKernel, bestStrided}, {"go", kernelGo, kernelGoStrided}} {
+				lda := kc + 3
+				rsA, csA := lda, 1
+				if transA {
+					lda = gemmMR + 2
+					rsA, csA = 1, lda
+				}
+				a := randSlice(rng, 5*rsA+(kc-1)*csA+1)
+				ldb := gemmNR + 5
+				b := randSlice(rng, (kc-1)*ldb+gemmNR)
+				pa := make([]float32, kc*gemmMR)
+				pb := make([]float32, kc*gemmNR)
+				for p := 0; p < kc; p++ {
+					for r := 0; r < gemmMR; r++ {
+						pa[p*gemmMR+r] = a[r*rsA+p*csA]
+					}
+					copy(pb[p*gemmNR:(p+1)*gemmNR], b[p*ldb:])
+				}
+				for _, beta := range []float32{0, 0.5} {
+					c0 := randSlice(rng, gemmMR*gemmNR)
+					want := append([]float32(nil), c0...)
+					kern.packed(kc, 1.25, pa, pb, beta, want, gemmNR)
+					C := newGuarded(rng, gemmMR, gemmNR, gemmNR+2)
+					for r := 0; r < gemmMR; r++ {
+						copy(C.buf[guardLen+r*C.ld:], c0[r*gemmNR:(r+1)*gemmNR])
+					}
+					C.orig = append([]float32(nil), C.buf...)
+					kern.strided(kc, 1.25, a, rsA, csA, b, ldb, beta, C.data(), C.ld)
+					C.checkGuards(t, kern.name+" strided")
+					for r := 0; r < gemmMR; r++ {
+						for x := 0; x < gemmNR; x++ {
+							if got := C.at(r, x); math.Float32bits(got) != math.Float32bits(want[r*gemmNR+x]) {
+								t.Fatalf("%s kc=%d transA=%v beta=%v: strided C[%d][%d] = %v, packed gives %v", kern.name, kc, transA, beta, r, x, got, want[r*gemmNR+x])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestMicroKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	for _, kc := range []int{1, 2, 3, 4, 5, 8, 13, 256} {
