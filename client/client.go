@@ -431,15 +431,14 @@ func (c *Client) policyCheck(cfg *pb.RoundConfig) (accounting.Event, float64, fl
 	if eps > p.MaxEpsilonPerRound {
 		return nil, 0, 0, fmt.Sprintf("round spends ε = %.3f at δ = %g, above policy.max_epsilon_per_round %.3f", eps, delta, p.MaxEpsilonPerRound)
 	}
-	proj, err := c.ledger.Check(ev)
-	if err != nil {
-		var be *ledger.BudgetError
-		if errors.As(err, &be) {
-			return nil, 0, 0, fmt.Sprintf("projected cumulative ε %.3f exceeds the ledger cap %.3f (spent %.3f)", be.Projected, be.Cap, be.Spent)
-		}
-		return nil, 0, 0, err.Error()
-	}
-	return ev, eps, proj, ""
+	// The lifetime cap is checked by ledger.Spend, atomically with
+	// recording the spend (see round).
+	return ev, eps, 0, ""
+}
+
+// budgetReason words a refused spend.
+func budgetReason(be *ledger.BudgetError) string {
+	return fmt.Sprintf("projected cumulative ε %.3f exceeds the ledger cap %.3f (spent %.3f)", be.Projected, be.Cap, be.Spent)
 }
 
 // identSigner adapts the key store's identity key to secagg.Signer.
@@ -453,6 +452,7 @@ func (i identSigner) Sign(m []byte) ([]byte, error) { return i.s.Sign(i.ctx, m) 
 // round takes part in one round.
 func (c *Client) round(ctx context.Context, cfg *pb.RoundConfig) RoundReport {
 	rep := RoundReport{Round: cfg.Round}
+	c.log.Printf("round %d: opened with %d sites; checking it against the site policy", cfg.Round, len(cfg.Sites))
 	ev, eps, _, reason := c.policyCheck(cfg)
 	if reason != "" {
 		rep.Outcome, rep.Reason = "refused", reason
@@ -464,6 +464,13 @@ func (c *Client) round(ctx context.Context, cfg *pb.RoundConfig) RoundReport {
 	rep.Epsilon = eps
 	fail := func(outcome string, err error) RoundReport {
 		rep.Outcome, rep.Reason = outcome, err.Error()
+		return rep
+	}
+	refuse := func(reason string) RoundReport {
+		rep.Outcome, rep.Reason = "refused", reason
+		if _, err := c.fed.Refuse(ctx, &pb.RefuseRequest{Round: cfg.Round, Reason: reason}); err != nil {
+			rep.Reason += fmt.Sprintf(" (telling the aggregator failed: %v)", err)
+		}
 		return rep
 	}
 	// Start from the global adapter of the round.
@@ -478,7 +485,11 @@ func (c *Client) round(ctx context.Context, cfg *pb.RoundConfig) RoundReport {
 	spent, already, err := c.ledger.Spend(ledger.Spend{RunID: fmt.Sprintf("%s/round-%d", cfg.Federation, cfg.Round), Purpose: fmt.Sprintf("federated round %d", cfg.Round),
 		Dataset: filepath.Base(c.data.Path), DatasetSHA256: c.data.SHA256, Records: len(c.data.Examples), Event: ev, Params: params}, c.opts.Now())
 	if err != nil {
-		return fail("refused", fmt.Errorf("privacy ledger: %w", err))
+		var be *ledger.BudgetError
+		if errors.As(err, &be) {
+			return refuse(budgetReason(be))
+		}
+		return fail("aborted", fmt.Errorf("privacy ledger: %w", err))
 	}
 	if already {
 		return fail("dropped", errors.New("this round's training was recorded before a restart; not training twice"))
@@ -495,7 +506,10 @@ func (c *Client) round(ctx context.Context, cfg *pb.RoundConfig) RoundReport {
 	}
 	p := DPSGD{NoiseMultiplier: cfg.Dp.NoiseMultiplier, ExpectedBatch: int(cfg.Dp.ExpectedBatchSize), Steps: int(cfg.Dp.Steps),
 		MaxGradNorm: cfg.Dp.MaxGradNorm, LearningRate: cfg.Dp.LearningRate}
+	t0 := time.Now()
+	lastLoss := 0.0
 	err = TrainDPSGD(ctx, c.model, local, c.data, p, sampler, c.cfg.MaxSeq, func(step int, loss float64) {
+		lastLoss = loss
 		if c.opts.Progress != nil {
 			c.opts.Progress(cfg.Round, step+1, p.Steps, loss)
 		}
@@ -503,6 +517,10 @@ func (c *Client) round(ctx context.Context, cfg *pb.RoundConfig) RoundReport {
 	if err != nil {
 		return fail("aborted", fmt.Errorf("training: %w", err))
 	}
+	c.log.Printf("round %d: %d DP-SGD steps in %.1fs (last batch loss %.4f, ε this round %.3f, cumulative %.3f)",
+		cfg.Round, p.Steps, time.Since(t0).Seconds(), lastLoss, eps, spent)
+	t1 := time.Now()
+	defer func() { c.log.Printf("round %d: secure aggregation and publication took %.1fs", cfg.Round, time.Since(t1).Seconds()) }()
 	ldir := c.path("local-adapter")
 	if err := local.SaveAdapter(ldir+".tmp", c.cfg.BaseModel); err == nil {
 		os.RemoveAll(ldir)
@@ -833,7 +851,7 @@ func (c *Client) fetchAdapter(ctx context.Context, version uint64) (string, erro
 func (c *Client) summarize(sum *Summary) (*Summary, error) {
 	sum.EpsilonSpent = c.ledger.Spent()
 	sum.EpsilonCap = c.ledger.Config().EpsilonCap
-	sum.EpsilonLeft = c.ledger.Remaining()
+	sum.EpsilonLeft = max(sum.EpsilonCap-sum.EpsilonSpent, 0)
 	sum.Delta = c.ledger.Config().Delta
 	sum.AdapterVersion = c.st.Adapter
 	if c.eval == nil {

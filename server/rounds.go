@@ -267,6 +267,10 @@ func (d *roundDriver) run(ctx context.Context) {
 		r := d.cur
 		if r != nil && r.sa != nil && (r.sa.Complete() || !d.s.now().Before(r.deadline)) {
 			d.finishStageLocked(ctx)
+			if d.cur == nil {
+				// The pause between automatic rounds starts when one ends.
+				nextAuto = d.s.now().Add(d.s.cfg.Schedule.Interval.D())
+			}
 		}
 		idle := d.cur == nil
 		d.mu.Unlock()
@@ -275,7 +279,7 @@ func (d *roundDriver) run(ctx context.Context) {
 			done, err := d.s.st.roundsByStage(ctx)
 			if err == nil && done[stageDone] < sch.Rounds {
 				if _, err := d.open(ctx, Identity{Role: RoleServer}); err == nil {
-					nextAuto = d.s.now().Add(sch.Interval.D())
+					nextAuto = time.Time{}
 				} else if !errors.Is(err, errNotEnoughSites) {
 					d.s.log.Printf("open round: %v", err)
 					nextAuto = d.s.now().Add(time.Second)
@@ -708,3 +712,19 @@ func (d *roundDriver) waitChange(ctx context.Context, known *pb.RoundStatus, wai
 }
 
 var _ = os.Stat
+
+// roundStatus returns the stored status of a finished round.
+func (d *roundDriver) roundStatus(ctx context.Context, round uint64) (*pb.RoundStatus, error) {
+	var r roundRow
+	err := d.s.st.db.QueryRowContext(ctx, `SELECT round, stage, config, participants, abort_reason, adapter_version FROM rounds WHERE round = ?`, round).
+		Scan(&r.Round, &r.Stage, &r.Config, &r.Participants, &r.AbortReason, &r.AdapterVersion)
+	if err != nil {
+		return nil, err
+	}
+	var cfg pb.RoundConfig
+	if err := proto.Unmarshal(r.Config, &cfg); err != nil {
+		return nil, err
+	}
+	return &pb.RoundStatus{Round: r.Round, Stage: pb.Stage(r.Stage), Config: &cfg, AbortReason: r.AbortReason,
+		AdapterVersion: r.AdapterVersion, Participants: splitList(r.Participants)}, nil
+}

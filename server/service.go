@@ -127,7 +127,15 @@ func (s *Server) GetRound(ctx context.Context, req *pb.GetRoundRequest) (*pb.Rou
 	if wait > 60*time.Second {
 		wait = 60 * time.Second
 	}
-	return s.rounds.waitChange(ctx, &pb.RoundStatus{Round: req.Round, Stage: req.KnownStage}, wait), nil
+	st := s.rounds.waitChange(ctx, &pb.RoundStatus{Round: req.Round, Stage: req.KnownStage}, wait)
+	if req.Round != 0 && st.Round > req.Round && req.KnownStage != pb.Stage_STAGE_DONE && req.KnownStage != pb.Stage_STAGE_ABORTED {
+		// The caller's round ended and the next one opened before it
+		// asked: tell it how its round ended first.
+		if old, err := s.rounds.roundStatus(ctx, req.Round); err == nil && old.Stage != req.KnownStage {
+			return old, nil
+		}
+	}
+	return st, nil
 }
 
 // Refuse records a site's policy refusal of a round.
