@@ -520,7 +520,9 @@ func (c *Client) round(ctx context.Context, cfg *pb.RoundConfig) RoundReport {
 	c.log.Printf("round %d: %d DP-SGD steps in %.1fs (last batch loss %.4f, ε this round %.3f, cumulative %.3f)",
 		cfg.Round, p.Steps, time.Since(t0).Seconds(), lastLoss, eps, spent)
 	t1 := time.Now()
-	defer func() { c.log.Printf("round %d: secure aggregation and publication took %.1fs", cfg.Round, time.Since(t1).Seconds()) }()
+	defer func() {
+		c.log.Printf("round %d: secure aggregation and publication took %.1fs", cfg.Round, time.Since(t1).Seconds())
+	}()
 	ldir := c.path("local-adapter")
 	if err := local.SaveAdapter(ldir+".tmp", c.cfg.BaseModel); err == nil {
 		os.RemoveAll(ldir)
