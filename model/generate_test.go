@@ -131,3 +131,24 @@ func TestGenerateErrors(t *testing.T) {
 		t.Error("negative token accepted")
 	}
 }
+
+func TestSlidingWindowLimit(t *testing.T) {
+	c := tinyConfig(hf.ArchMistral, 2, 2, 0)
+	w := 4
+	c.SlidingWindow = &w
+	m := tinyModel(t, c, 24)
+	if _, err := m.Logits(nil, []int{1, 2, 3, 4}); err != nil {
+		t.Fatalf("sequence of window length: %v", err)
+	}
+	if _, err := m.Logits(nil, []int{1, 2, 3, 4, 5}); err == nil || !strings.Contains(err.Error(), "sliding_window 4") {
+		t.Errorf("longer sequence: %v", err)
+	}
+	if _, err := m.Generate(nil, []int{1, 2}, GenerateOptions{MaxNewTokens: 3}); err == nil {
+		t.Error("generation past the window accepted")
+	}
+	c2 := tinyConfig(hf.ArchQwen2, 2, 2, 0)
+	c2.SlidingWindow = &w
+	if _, err := tinyModel(t, c2, 25).Logits(nil, []int{1, 2, 3, 4, 5}); err != nil {
+		t.Errorf("Qwen2 applies sliding_window: %v", err)
+	}
+}

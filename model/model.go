@@ -70,7 +70,9 @@ func newDims(c *hf.Config) dims {
 		eps: c.RMSNormEps, qkvBias: c.QKVBias(), oBias: c.OBias(), tied: c.TieWordEmbeddings,
 	}
 	d.QD, d.KVD = d.H*d.HD, d.KV*d.HD
-	if c.SlidingWindow != nil && *c.SlidingWindow > 0 {
+	// Qwen2 configs carry sliding_window too but leave it off
+	// (use_sliding_window false); only Mistral applies it.
+	if c.Architecture() == hf.ArchMistral && c.SlidingWindow != nil && *c.SlidingWindow > 0 {
 		d.window = *c.SlidingWindow
 	}
 	return d
