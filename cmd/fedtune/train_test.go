@@ -67,7 +67,7 @@ func TestTrainCommandWithLedger(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "a")
 	args := []string{"--model", modelDir, "--data", data, "--eval-data", eval, "--site-dir", site,
 		"--epsilon", "4", "--steps", "25", "--expected-batch-size", "32", "--lr", "0.02", "--lora-r", "4",
-		"--target", "q_proj,v_proj,down_proj", "--accountant", "rdp", "--json"}
+		"--target", "q_proj,v_proj,down_proj", "--accountant", "pld", "--json"}
 	stdout, err := runTrain(t, append(args, "--out", out)...)
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +91,7 @@ func TestTrainCommandWithLedger(t *testing.T) {
 		Events       []any
 	}
 	json.Unmarshal([]byte(show), &s)
+	t.Logf("ledger after the first run: ε spent %v", s.EpsilonSpent)
 	if len(s.Events) != 1 || s.EpsilonSpent <= 0 {
 		t.Errorf("ledger after run: %s", show)
 	}
