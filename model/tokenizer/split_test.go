@@ -189,3 +189,48 @@ func TestDecodeEdgeCases(t *testing.T) {
 		t.Errorf("trained round trip of invalid UTF-8 = %q", got)
 	}
 }
+
+// TestSplitBehaviors: the examples of SplitDelimiterBehavior in the
+// tokenizers documentation, splitting "the-final--countdown" on "-".
+func TestSplitBehaviors(t *testing.T) {
+	const in = "the-final--countdown"
+	tests := map[string][]string{
+		"Removed":            {"the", "final", "countdown"},
+		"Isolated":           {"the", "-", "final", "-", "-", "countdown"},
+		"MergedWithPrevious": {"the-", "final-", "-", "countdown"},
+		"MergedWithNext":     {"the", "-final", "-", "-countdown"},
+		"Contiguous":         {"the", "-", "final", "--", "countdown"},
+	}
+	for behavior, want := range tests {
+		p := &splitPreTok{literal: "-", behavior: behavior}
+		if got := p.preTokenize(nil, in, true); !slices.Equal(got, want) {
+			t.Errorf("%s: %q, want %q", behavior, got, want)
+		}
+	}
+	// invert: the pattern marks the pieces to keep.
+	p := &splitPreTok{literal: "-", behavior: "Removed", invert: true}
+	if got := p.preTokenize(nil, in, true); !slices.Equal(got, []string{"-", "-", "-"}) {
+		t.Errorf("inverted Removed: %q", got)
+	}
+}
+
+func TestMetaspace(t *testing.T) {
+	tests := []struct {
+		p     metaspacePreTok
+		first bool
+		in    string
+		want  []string
+	}{
+		{metaspacePreTok{"▁", "always", true}, false, "Hey  friend", []string{"▁Hey", "▁", "▁friend"}},
+		{metaspacePreTok{"▁", "always", false}, false, "Hey  friend", []string{"▁Hey▁▁friend"}},
+		{metaspacePreTok{"▁", "first", true}, false, "Hey friend", []string{"Hey", "▁friend"}},
+		{metaspacePreTok{"▁", "first", true}, true, "Hey friend", []string{"▁Hey", "▁friend"}},
+		{metaspacePreTok{"▁", "never", true}, true, " Hey", []string{"▁Hey"}},
+		{metaspacePreTok{"▁", "always", true}, true, "▁x", []string{"▁x"}},
+	}
+	for _, tc := range tests {
+		if got := tc.p.preTokenize(nil, tc.in, tc.first); !slices.Equal(got, tc.want) {
+			t.Errorf("%+v first=%v %q: %q, want %q", tc.p, tc.first, tc.in, got, tc.want)
+		}
+	}
+}
