@@ -166,6 +166,8 @@ var (
 		}
 		return m
 	}()
+	needRound = map[Kind]bool{RoundOpened: true, RoundClosed: true, RoundAborted: true, RoundRefused: true,
+		UpdateAccepted: true, UpdateRejected: true, SecAggDropout: true, DPSpendKind: true, AggregateProduced: true}
 	outcomeOK = map[Outcome]bool{OutcomeOK: true, OutcomeDenied: true, OutcomeRefused: true, OutcomeFailed: true, OutcomeAborted: true}
 )
 
@@ -266,8 +268,6 @@ func (e *Entry) Validate() error {
 			return fmt.Errorf("refs[%d]: %d exceeds 2^53-1", i, r)
 		}
 	}
-	needRound := map[Kind]bool{RoundOpened: true, RoundClosed: true, RoundAborted: true, RoundRefused: true,
-		UpdateAccepted: true, UpdateRejected: true, SecAggDropout: true, DPSpendKind: true, AggregateProduced: true}
 	if needRound[e.Kind] && e.Round == nil {
 		return fmt.Errorf("round: required for %s", e.Kind)
 	}
@@ -357,18 +357,24 @@ func (e *Entry) Marshal() ([]byte, error) {
 }
 
 func (e *Entry) marshal() ([]byte, error) {
-	raw, err := json.Marshal(e)
+	c, err := e.appendCanonical(make([]byte, 0, 512), true)
 	if err != nil {
 		return nil, fmt.Errorf("audit: encoding entry: %w", err)
-	}
-	c, err := canonjson.Canonicalize(raw)
-	if err != nil {
-		return nil, fmt.Errorf("audit: canonicalizing entry: %w", err)
 	}
 	if len(c) > MaxEntrySize {
 		return nil, fmt.Errorf("audit: entry is %d bytes, at most %d allowed", len(c), MaxEntrySize)
 	}
 	return c, nil
+}
+
+// marshalViaReflection is the reference encoding: encoding/json, then
+// RFC 8785 canonicalization. appendCanonical must agree with it.
+func (e *Entry) marshalViaReflection() ([]byte, error) {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	return canonjson.Canonicalize(raw)
 }
 
 // ParseEntry parses leaf data strictly: it must be canonical JSON (RFC
@@ -379,6 +385,19 @@ func ParseEntry(data []byte) (*Entry, error) {
 	if len(data) > MaxEntrySize {
 		return nil, fmt.Errorf("entry is %d bytes, at most %d allowed", len(data), MaxEntrySize)
 	}
+	// Fast path: decode, validate, re-encode canonically and compare. Equal
+	// bytes prove the input canonical and free of unknown, null or empty
+	// members, since the encoder writes only canonical JSON of the schema.
+	var e Entry
+	if decodeEntry(data, &e) {
+		if err := e.Validate(); err != nil {
+			return nil, err
+		}
+		if again, err := e.appendCanonical(make([]byte, 0, len(data)), true); err == nil && bytes.Equal(again, data) {
+			return &e, nil
+		}
+	}
+	// Slow path: find the precise reason.
 	c, err := canonjson.Canonicalize(data)
 	if err != nil {
 		return nil, fmt.Errorf("not JSON: %w", err)
@@ -392,21 +411,17 @@ func ParseEntry(data []byte) (*Entry, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var e Entry
+	e = Entry{}
 	if err := dec.Decode(&e); err != nil {
 		return nil, fmt.Errorf("does not match the entry schema: %w", err)
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	again, err := e.marshal()
-	if err != nil {
-		return nil, err
+	if again, err := e.appendCanonical(nil, true); err == nil && bytes.Equal(again, data) {
+		return &e, nil
 	}
-	if !bytes.Equal(again, data) {
-		return nil, errors.New("has members with empty or null values that the schema omits")
-	}
-	return &e, nil
+	return nil, errors.New("has members with empty or null values that the schema omits")
 }
 
 // siteSignatureContext separates site entry signatures from every other
@@ -416,17 +431,7 @@ const siteSignatureContext = "fedtune audit site-signed entry v1\n"
 // SignedPayload returns the bytes a site signs: a context string and the
 // canonical JSON of the entry without its site_signature member.
 func (e *Entry) SignedPayload() ([]byte, error) {
-	c := *e
-	c.SiteSignature = ""
-	raw, err := json.Marshal(&c)
-	if err != nil {
-		return nil, err
-	}
-	cj, err := canonjson.Canonicalize(raw)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(siteSignatureContext), cj...), nil
+	return e.appendCanonical([]byte(siteSignatureContext), false)
 }
 
 // SignAsSite sets e.SiteSignature to the site's Ed25519 signature over

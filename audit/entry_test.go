@@ -125,5 +125,46 @@ func FuzzParseEntry(f *testing.F) {
 		if string(again) != string(data) {
 			t.Fatalf("ParseEntry(%q) re-encodes as %q", data, again)
 		}
+		var fast Entry
+		if !decodeEntry(data, &fast) {
+			t.Fatalf("fast decoder refused valid entry %q", data)
+		}
+		if ref, err := e.marshalViaReflection(); err != nil || string(ref) != string(data) {
+			t.Fatalf("reference encoding of %q is %q, %v", data, ref, err)
+		}
 	})
+}
+
+// TestCanonicalEncoderMatches holds the hand-written encoder to the
+// reference (encoding/json, then RFC 8785) for every kind of entry the
+// tests build, and for the signed payload.
+func TestCanonicalEncoderMatches(t *testing.T) {
+	l := newTestLog(t, 0, 0)
+	l.federation()
+	var entries []*Entry
+	for _, line := range l.lines {
+		e, err := ParseEntry(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	k := baseEntry(KeyRotated, 5)
+	k.Key = &Key{Name: "audit-checkpoint", Version: 2, Algorithm: "ed25519", PublicKey: "AAAA"}
+	k.Reason = "scheduled \"rotation\"\n\u2028é"
+	k.Refs = []uint64{0, 1 << 52}
+	entries = append(entries, k)
+	for i, e := range entries {
+		got, err := e.appendCanonical(nil, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := e.marshalViaReflection()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("entry %d:\n got  %s\n want %s", i, got, want)
+		}
+	}
 }

@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -17,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fedtune/fedtune/audit"
+	"github.com/fedtune/fedtune/audit/merkle"
 	"github.com/fedtune/fedtune/audit/posixlog"
 	"github.com/fedtune/fedtune/audit/report"
 	"github.com/fedtune/fedtune/crypto/keystore"
@@ -480,5 +486,205 @@ verification.`,
 	cmd.Flags().StringVar(&format, "format", "md", "md, html or csv")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output file (default stdout)")
 	cmd.Flags().BoolVar(&noEpsilon, "no-epsilon", false, "skip recomputing ε from DP events")
+	return cmd
+}
+
+func init() {
+	benchCmd.AddCommand(newAuditBenchCmd())
+}
+
+// auditBenchResult is the output of `fedtune bench audit`: each speed is
+// a ratio to plain SHA-256 over the same bytes, measured in the same run.
+type auditBenchResult struct {
+	AppendEntries     int     `json:"append_entries"`
+	AppendBatch       int     `json:"append_batch"`
+	AppendBytes       int     `json:"append_bytes"`
+	AppendSeconds     float64 `json:"append_seconds"`
+	AppendSHA256Secs  float64 `json:"append_sha256_seconds"`
+	AppendRatio       float64 `json:"append_ratio_vs_sha256"`
+	AppendEntriesPerS float64 `json:"append_entries_per_second"`
+	VerifyEntries     int     `json:"verify_entries"`
+	VerifyBytes       int     `json:"verify_bytes"`
+	VerifyCheckpoints int     `json:"verify_checkpoints"`
+	VerifySeconds     float64 `json:"verify_seconds"`
+	VerifySHA256Secs  float64 `json:"verify_sha256_seconds"`
+	VerifyRatio       float64 `json:"verify_ratio_vs_sha256"`
+	VerifyWorkers     int     `json:"verify_workers"`
+}
+
+// sha256Seconds times plain SHA-256 over data (best of three).
+func sha256Seconds(data []byte) float64 {
+	best := 0.0
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		sum := sha256.Sum256(data)
+		d := time.Since(start).Seconds()
+		_ = sum
+		if i == 0 || d < best {
+			best = d
+		}
+	}
+	return best
+}
+
+// benchEntry is a typical entry: round events, accepted updates, reviews.
+func benchEntry(i int, t0 time.Time) *audit.Entry {
+	r := uint64(i / 1000)
+	e := &audit.Entry{Schema: audit.SchemaVersion, Federation: "fed-bench", Round: &r,
+		Actor: audit.Actor{ID: fmt.Sprintf("site:site-%03d", i%100), Auth: "mtls"}, Time: audit.FormatTime(t0.Add(time.Duration(i) * time.Millisecond)),
+		Outcome: audit.OutcomeOK}
+	switch i % 4 {
+	case 0:
+		e.Kind = audit.UpdateAccepted
+		e.Objects = []audit.Object{{Type: "update", ID: fmt.Sprintf("r%d-u%d", r, i), Digest: fmt.Sprintf("sha256:%064x", i)}}
+	case 1:
+		e.Kind = audit.SecAggDropout
+		e.Reason = "missed the masked-input deadline"
+	case 2:
+		e.Kind = audit.AggregateProduced
+		e.Actor = audit.Actor{ID: "service:aggregator", Auth: "local"}
+		e.Objects = []audit.Object{{Type: "aggregate", ID: fmt.Sprintf("round-%d", r), Digest: fmt.Sprintf("sha256:%064x", i*7)}}
+	default:
+		e.Kind = audit.ReviewPerformed
+		e.Round = nil
+		e.Actor = audit.Actor{ID: "user:officer-2", Auth: "local"}
+		e.Message = "spot check of the round's update digests against the sites' receipts"
+	}
+	return e
+}
+
+// benchSigner is an in-memory Ed25519 key for benchmarks only.
+type benchSigner struct{ k ed25519.PrivateKey }
+
+func (s benchSigner) Public() crypto.PublicKey { return s.k.Public() }
+func (s benchSigner) Sign(_ context.Context, m []byte) ([]byte, error) {
+	return ed25519.Sign(s.k, m), nil
+}
+
+func runAuditBench(ctx context.Context, appendN, batch, verifyN int, tmp string) (*auditBenchResult, error) {
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	signer := benchSigner{k}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	res := &auditBenchResult{AppendEntries: appendN, AppendBatch: batch, VerifyEntries: verifyN, VerifyWorkers: runtime.GOMAXPROCS(0)}
+
+	// Append: batches of entries, each batch followed by a signed checkpoint.
+	l, err := posixlog.Create(ctx, filepath.Join(tmp, "log"), posixlog.Options{Origin: "fedtune/bench", Signer: signer, BatchMaxSize: uint(batch)})
+	if err != nil {
+		return nil, err
+	}
+	var all bytes.Buffer
+	datas := make([][]byte, appendN)
+	for i := range datas {
+		if datas[i], err = benchEntry(i, t0).Marshal(); err != nil {
+			return nil, err
+		}
+		all.Write(datas[i])
+	}
+	start := time.Now()
+	for lo := 0; lo < appendN; lo += batch {
+		hi := min(lo+batch, appendN)
+		fs := make([]func() (uint64, error), 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			fs = append(fs, l.AppendRawAsync(ctx, datas[i]))
+		}
+		for _, f := range fs {
+			if _, err := f(); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := l.AwaitCheckpoint(ctx, uint64(hi)); err != nil {
+			return nil, err
+		}
+	}
+	res.AppendSeconds = time.Since(start).Seconds()
+	if err := l.Close(ctx); err != nil {
+		return nil, err
+	}
+	res.AppendBytes = all.Len()
+	res.AppendSHA256Secs = sha256Seconds(all.Bytes())
+	res.AppendRatio = res.AppendSHA256Secs / res.AppendSeconds
+	res.AppendEntriesPerS = float64(appendN) / res.AppendSeconds
+
+	// Verify: a bundle of verifyN entries with a checkpoint every 1000.
+	ns, err := audit.NewNoteSigner(ctx, "fedtune/bench", signer)
+	if err != nil {
+		return nil, err
+	}
+	var tree merkle.Builder
+	var b audit.Bundle
+	var buf bytes.Buffer
+	for i := 0; i < verifyN; i++ {
+		d, err := benchEntry(i, t0).Marshal()
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(d)
+		buf.WriteByte('\n')
+		tree.AppendLeafHash(merkle.LeafHash(d))
+		if (i+1)%1000 == 0 || i == verifyN-1 {
+			text := audit.Checkpoint{Origin: ns.Name(), Size: tree.Size(), Root: tree.Root()}.Marshal()
+			sig, err := ns.Sign(text)
+			if err != nil {
+				return nil, err
+			}
+			n := audit.Note{Text: text, Sigs: []audit.NoteSignature{{Name: ns.Name(), KeyHash: ns.KeyHash(), Sig: sig}}}
+			b.Checkpoints = append(b.Checkpoints, audit.BundleFile{Name: audit.CheckpointFileName(tree.Size()), Data: n.Marshal()})
+		}
+	}
+	b.Entries = buf.Bytes()
+	pol := audit.Policy{Log: ns.VerifierKey().Encoded, Witnesses: []string{}}
+	pp, err := pol.Parse()
+	if err != nil {
+		return nil, err
+	}
+	res.VerifyBytes = len(b.Entries)
+	res.VerifyCheckpoints = len(b.Checkpoints)
+	start = time.Now()
+	r := audit.Verify(&b, audit.VerifyOptions{Policy: pp})
+	res.VerifySeconds = time.Since(start).Seconds()
+	if !r.OK {
+		return nil, fmt.Errorf("benchmark bundle did not verify: %v", r.Problems[0])
+	}
+	res.VerifySHA256Secs = sha256Seconds(b.Entries)
+	res.VerifyRatio = res.VerifySHA256Secs / res.VerifySeconds
+	return res, nil
+}
+
+func newAuditBenchCmd() *cobra.Command {
+	var appendN, batch, verifyN int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Audit log append (checkpoint per batch) and verify throughput, as ratios to SHA-256 over the same bytes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			posixlog.QuietLibraryLogs()
+			tmp, err := os.MkdirTemp("", "fedtune-bench-audit-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			res, err := runAuditBench(cmd.Context(), appendN, batch, verifyN, tmp)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "append: %d entries (%d bytes) in batches of %d, a signed checkpoint per batch: %.3fs (%.0f entries/s); SHA-256 over the same bytes %.6fs; ratio %.4f×\n",
+				res.AppendEntries, res.AppendBytes, res.AppendBatch, res.AppendSeconds, res.AppendEntriesPerS, res.AppendSHA256Secs, res.AppendRatio)
+			fmt.Fprintf(w, "verify: %d entries (%d bytes), %d checkpoints, %d workers: %.3fs; SHA-256 over the same bytes %.6fs; ratio %.4f×\n",
+				res.VerifyEntries, res.VerifyBytes, res.VerifyCheckpoints, res.VerifyWorkers, res.VerifySeconds, res.VerifySHA256Secs, res.VerifyRatio)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&appendN, "append-entries", 20000, "entries to append")
+	cmd.Flags().IntVar(&batch, "batch", 1000, "entries per batch (one checkpoint each)")
+	cmd.Flags().IntVar(&verifyN, "verify-entries", 100000, "entries in the verified bundle")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -1,0 +1,336 @@
+package audit
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// decoder reads an entry from JSON without reflection. It accepts a
+// superset of canonical JSON of the schema and stops (ok == false) at
+// anything else; ParseEntry then re-encodes what it read and compares
+// bytes, so the decoder only has to be right on canonical input, and falls
+// back to the slow, precise path for everything it does not understand.
+type decoder struct {
+	b  []byte
+	i  int
+	ok bool
+}
+
+func (d *decoder) fail() { d.ok = false }
+
+func (d *decoder) byte(c byte) {
+	if d.ok && d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return
+	}
+	d.fail()
+}
+
+func (d *decoder) peek(c byte) bool { return d.ok && d.i < len(d.b) && d.b[d.i] == c }
+
+func (d *decoder) str() string {
+	d.byte('"')
+	if !d.ok {
+		return ""
+	}
+	start := d.i
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		if c == '"' {
+			s := string(d.b[start:d.i])
+			d.i++
+			return s
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+		d.i++
+	}
+	buf := append([]byte(nil), d.b[start:d.i]...)
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			if !utf8.Valid(buf) {
+				d.fail()
+			}
+			return string(buf)
+		case c < 0x20:
+			d.fail()
+			return ""
+		case c == '\\' && d.i+1 < len(d.b):
+			e := d.b[d.i+1]
+			d.i += 2
+			switch e {
+			case '"', '\\':
+				buf = append(buf, e)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u': // canonical JSON escapes only U+0000..U+001F this way
+				if d.i+4 > len(d.b) || d.b[d.i] != '0' || d.b[d.i+1] != '0' {
+					d.fail()
+					return ""
+				}
+				v, err := strconv.ParseUint(string(d.b[d.i+2:d.i+4]), 16, 8)
+				if err != nil {
+					d.fail()
+					return ""
+				}
+				buf = append(buf, byte(v))
+				d.i += 4
+			default:
+				d.fail()
+				return ""
+			}
+		case c == '\\':
+			d.fail()
+			return ""
+		default:
+			buf = append(buf, c)
+			d.i++
+		}
+	}
+	d.fail()
+	return ""
+}
+
+func (d *decoder) numberSpan() []byte {
+	start := d.i
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		if (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
+			d.i++
+			continue
+		}
+		break
+	}
+	if d.i == start {
+		d.fail()
+	}
+	return d.b[start:d.i]
+}
+
+func (d *decoder) uint() uint64 {
+	s := d.numberSpan()
+	if !d.ok {
+		return 0
+	}
+	v, err := strconv.ParseUint(string(s), 10, 64)
+	if err != nil {
+		d.fail()
+	}
+	return v
+}
+
+func (d *decoder) float() float64 {
+	s := d.numberSpan()
+	if !d.ok {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(s), 64)
+	if err != nil {
+		d.fail()
+	}
+	return v
+}
+
+// skipValue returns the bytes of the next JSON value (for dp.events).
+func (d *decoder) skipValue() []byte {
+	start := d.i
+	depth := 0
+	for d.ok && d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			d.str()
+		case c == '{' || c == '[':
+			depth++
+			d.i++
+		case c == '}' || c == ']':
+			if depth == 0 {
+				d.fail()
+				return nil
+			}
+			depth--
+			d.i++
+		default:
+			if depth == 0 && (c == ',') {
+				d.fail()
+				return nil
+			}
+			d.i++
+		}
+		if depth == 0 && d.ok {
+			// A scalar ends at the next ',' or '}' of the enclosing object.
+			if d.i > start && (d.b[d.i-1] == '}' || d.b[d.i-1] == ']' || d.b[d.i-1] == '"') {
+				return d.b[start:d.i]
+			}
+			if d.i < len(d.b) && (d.b[d.i] == ',' || d.b[d.i] == '}') {
+				return d.b[start:d.i]
+			}
+		}
+	}
+	d.fail()
+	return nil
+}
+
+// object calls member for each member name, which must consume the value.
+func (d *decoder) object(member func(name string)) {
+	d.byte('{')
+	if d.peek('}') {
+		d.i++
+		return
+	}
+	for d.ok {
+		name := d.str()
+		d.byte(':')
+		if !d.ok {
+			return
+		}
+		member(name)
+		if d.peek(',') {
+			d.i++
+			continue
+		}
+		d.byte('}')
+		return
+	}
+}
+
+func (d *decoder) array(elem func()) {
+	d.byte('[')
+	if d.peek(']') {
+		d.i++
+		return
+	}
+	for d.ok {
+		elem()
+		if d.peek(',') {
+			d.i++
+			continue
+		}
+		d.byte(']')
+		return
+	}
+}
+
+// decodeEntry reads e from data; ok is false if data is not something
+// the fast path understands.
+func decodeEntry(data []byte, e *Entry) bool {
+	d := &decoder{b: data, ok: true}
+	d.object(func(name string) {
+		switch name {
+		case "actor":
+			d.object(func(n string) {
+				switch n {
+				case "auth":
+					e.Actor.Auth = d.str()
+				case "id":
+					e.Actor.ID = d.str()
+				default:
+					d.fail()
+				}
+			})
+		case "dp":
+			e.DP = &DPSpend{}
+			d.object(func(n string) {
+				switch n {
+				case "delta":
+					e.DP.Delta = d.float()
+				case "epsilon_cap":
+					e.DP.EpsilonCap = d.float()
+				case "epsilon_cumulative":
+					e.DP.EpsilonCumulative = d.float()
+				case "events":
+					e.DP.Events = append([]byte(nil), d.skipValue()...)
+				case "site":
+					e.DP.Site = d.str()
+				default:
+					d.fail()
+				}
+			})
+		case "federation":
+			e.Federation = d.str()
+		case "key":
+			e.Key = &Key{}
+			d.object(func(n string) {
+				switch n {
+				case "algorithm":
+					e.Key.Algorithm = d.str()
+				case "name":
+					e.Key.Name = d.str()
+				case "public_key":
+					e.Key.PublicKey = d.str()
+				case "version":
+					v := d.uint()
+					if v > 1<<30 {
+						d.fail()
+					}
+					e.Key.Version = int(v)
+				default:
+					d.fail()
+				}
+			})
+		case "kind":
+			e.Kind = Kind(d.str())
+		case "message":
+			e.Message = d.str()
+		case "objects":
+			d.array(func() {
+				var o Object
+				d.object(func(n string) {
+					switch n {
+					case "digest":
+						o.Digest = d.str()
+					case "id":
+						o.ID = d.str()
+					case "type":
+						o.Type = d.str()
+					default:
+						d.fail()
+					}
+				})
+				e.Objects = append(e.Objects, o)
+			})
+		case "outcome":
+			e.Outcome = Outcome(d.str())
+		case "reason":
+			e.Reason = d.str()
+		case "refs":
+			d.array(func() { e.Refs = append(e.Refs, d.uint()) })
+		case "round":
+			r := d.uint()
+			e.Round = &r
+		case "schema":
+			e.Schema = d.str()
+		case "site":
+			e.Site = &Site{}
+			d.object(func(n string) {
+				switch n {
+				case "id":
+					e.Site.ID = d.str()
+				case "public_key":
+					e.Site.PublicKey = d.str()
+				default:
+					d.fail()
+				}
+			})
+		case "site_signature":
+			e.SiteSignature = d.str()
+		case "time":
+			e.Time = d.str()
+		default:
+			d.fail()
+		}
+	})
+	return d.ok && d.i == len(d.b)
+}
