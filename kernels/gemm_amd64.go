@@ -61,3 +61,23 @@ func kernelAVX2Strided(kc int, alpha float32, a []float32, rsA, csA int, b []flo
 
 //go:noescape
 func sgemmKernel6x16Strided(kc int, alpha float32, a *float32, rsA, csA int, b *float32, csB int, beta float32, c *float32, ldc int)
+
+// bestDot is the dot product of the native backend's matrix-vector path.
+var bestDot = func() func(x, y []float32) float32 {
+	if hasAVX2FMA {
+		return dotAVX2
+	}
+	return dotGo
+}()
+
+// dotAVX2 is dotGo in AVX2+FMA assembly (a different summation order).
+func dotAVX2(x, y []float32) float32 {
+	if len(x) == 0 {
+		return 0
+	}
+	_ = y[len(x)-1]
+	return sdotAVX2(len(x), &x[0], &y[0])
+}
+
+//go:noescape
+func sdotAVX2(n int, x, y *float32) float32

@@ -271,3 +271,70 @@ supdate:
 	UPDATE(Y10, Y11)
 	VZEROUPPER
 	RET
+
+// func sdotAVX2(n int, x, y *float32) float32
+// Σ x[i]·y[i] with four 8-wide accumulators over blocks of 32, one over
+// blocks of 8, then a horizontal sum and a scalar tail.
+TEXT ·sdotAVX2(SB), NOSPLIT, $0-28
+	MOVQ   n+0(FP), CX
+	MOVQ   x+8(FP), SI
+	MOVQ   y+16(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   CX, R8
+	SHRQ   $5, R8
+	JZ     d8
+
+dloop32:
+	VMOVUPS     (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	VMOVUPS     32(SI), Y5
+	VFMADD231PS 32(DI), Y5, Y1
+	VMOVUPS     64(SI), Y6
+	VFMADD231PS 64(DI), Y6, Y2
+	VMOVUPS     96(SI), Y7
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	DECQ        R8
+	JNZ         dloop32
+
+d8:
+	MOVQ CX, R8
+	ANDQ $31, R8
+	SHRQ $3, R8
+	JZ   dreduce
+
+dloop8:
+	VMOVUPS     (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	DECQ        R8
+	JNZ         dloop8
+
+dreduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	ANDQ         $7, CX
+	JZ           ddone
+
+dloop1:
+	VMOVSS      (SI), X4
+	VFMADD231SS (DI), X4, X0
+	ADDQ        $4, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JNZ         dloop1
+
+ddone:
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET

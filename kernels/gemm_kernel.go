@@ -71,3 +71,21 @@ func kernelGoStrided(kc int, alpha float32, a []float32, rsA, csA int, b []float
 		}
 	}
 }
+
+// dotGo returns Σ x[i]·y[i] over len(x) elements, with four partial sums
+// (i mod 4) added at the end. y must be at least as long as x.
+func dotGo(x, y []float32) float32 {
+	y = y[:len(x)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += x[i] * y[i]
+		s1 += x[i+1] * y[i+1]
+		s2 += x[i+2] * y[i+2]
+		s3 += x[i+3] * y[i+3]
+	}
+	for ; i < len(x); i++ {
+		s0 += x[i] * y[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}

@@ -32,6 +32,13 @@ const gemmSmall = 4096
 // threads: handing a block to another goroutine costs a few microseconds.
 const gemmMinPerThread = 1 << 18
 
+// Products with at most gemvRows rows and op(B) = bᵀ run as dot products,
+// split into tasks of at least gemvCols columns.
+const (
+	gemvRows = 4
+	gemvCols = 64
+)
+
 // maxBlocks bounds the threads of one call.
 const maxBlocks = 1 << 10
 
@@ -59,11 +66,12 @@ type native struct {
 	name    string
 	kernel  microKernel
 	strided stridedKernel
+	dot     func(x, y []float32) float32
 }
 
-var nativeBackend Backend = &native{name: "native", kernel: bestKernel, strided: bestStrided}
+var nativeBackend Backend = &native{name: "native", kernel: bestKernel, strided: bestStrided, dot: bestDot}
 
-var nativeGoBackend Backend = &native{name: "native-go", kernel: kernelGo, strided: kernelGoStrided}
+var nativeGoBackend Backend = &native{name: "native-go", kernel: kernelGo, strided: kernelGoStrided, dot: dotGo}
 
 // Native returns the default backend: packed, cache-blocked SGEMM in Go,
 // parallel over [Threads] goroutines, with the fastest micro-kernel the
@@ -95,6 +103,7 @@ func (nb *native) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 	j.lda, j.ldb, j.ldc = lda, ldb, ldc
 	j.drive()
 	j.a, j.b, j.c, j.pb, j.nb = nil, nil, nil, nil, nil
+	j.gemv, j.allK = false, false
 	jobPool.Put(j)
 }
 
@@ -114,6 +123,13 @@ func (j *gemmJob) drive() {
 	// with at most two slivers of B every element of A would be packed to
 	// be used once or twice, and likewise B with few rows of A (only
 	// without transB: the micro-kernel needs rows of op(B) contiguous).
+	if j.transB && j.m <= gemvRows && j.n > 2*gemmNR {
+		// A few rows times Bᵀ (a matrix-vector product, as in
+		// generation): dot products against the rows of b, in place.
+		j.gemv = true
+		j.run(min(4*j.threads, (j.n+gemvCols-1)/gemvCols), owner)
+		return
+	}
 	j.directA = j.n <= 2*gemmNR
 	j.directB = !j.transB && j.m <= 4*gemmMR
 	// Even row blocks of at most gemmMC rows, so the last one is not a
@@ -175,6 +191,10 @@ func (j *gemmJob) splitCols() int {
 
 // task runs task idx of the current phase with the worker's workspace.
 func (j *gemmJob) task(ws *workspace, idx int) {
+	if j.gemv {
+		j.gemvTask(ws, idx)
+		return
+	}
 	if j.packing {
 		parts := min(j.threads, j.nsl)
 		s0, s1 := j.nsl*idx/parts, j.nsl*(idx+1)/parts
@@ -204,6 +224,40 @@ func (j *gemmJob) task(ws *workspace, idx int) {
 			pb = j.pb[pc*ldp:]
 		}
 		j.macro(ws, i0, mc, c0, nc, pc, min(gemmKC, j.k-pc), beta, pb)
+	}
+}
+
+// gemvTask computes a run of columns of C as dot products of the rows of
+// op(A) with rows of b (op(B) = bᵀ). Each row of b is read once and used
+// for all m ≤ gemvRows rows of op(A) while it is in L1.
+func (j *gemmJob) gemvTask(ws *workspace, idx int) {
+	parts := min(4*j.threads, (j.n+gemvCols-1)/gemvCols)
+	j0, j1 := j.n*idx/parts, j.n*(idx+1)/parts
+	k := j.k
+	var rows [gemvRows][]float32
+	if j.transA {
+		// op(A)[i][p] = a[p*lda+i]: gather the rows once per task.
+		g := ws.aBuf(j.m * k)
+		for i := 0; i < j.m; i++ {
+			for p := 0; p < k; p++ {
+				g[i*k+p] = j.a[p*j.lda+i]
+			}
+			rows[i] = g[i*k : (i+1)*k]
+		}
+	} else {
+		for i := 0; i < j.m; i++ {
+			rows[i] = j.a[i*j.lda : i*j.lda+k]
+		}
+	}
+	for col := j0; col < j1; col++ {
+		brow := j.b[col*j.ldb : col*j.ldb+k]
+		for i := 0; i < j.m; i++ {
+			s := j.alpha * j.nb.dot(rows[i], brow)
+			if j.beta != 0 {
+				s += j.beta * j.c[i*j.ldc+col]
+			}
+			j.c[i*j.ldc+col] = s
+		}
 	}
 }
 
@@ -450,6 +504,7 @@ type gemmJob struct {
 	directA     bool      // read A in place instead of packing it
 	directB     bool      // read B in place (no packing phase)
 	allK        bool      // one phase; each task runs through all of k
+	gemv        bool      // one phase of dot products (few rows, Bᵀ)
 	state       atomic.Uint64
 	gen         uint16
 	wg          sync.WaitGroup

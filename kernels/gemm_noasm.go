@@ -8,4 +8,6 @@ var bestKernel microKernel = kernelGo
 
 var bestStrided stridedKernel = kernelGoStrided
 
+var bestDot = dotGo
+
 var nativeKernelName = "go 6x16 (pure Go build)"

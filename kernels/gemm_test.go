@@ -230,6 +230,10 @@ func TestSgemmBlocking(t *testing.T) {
 		{m: 20, n: 4100, k: 300, alpha: 0.5, beta: 0, padB: 4, padC: 2},
 		{transA: true, m: 16, n: 519, k: 257, alpha: 1, beta: 2, padA: 1, padB: 1},
 		{m: 24, n: 30, k: 700, alpha: 1, beta: 0},
+		// A few rows times Bᵀ: dot products.
+		{transB: true, m: 1, n: 5000, k: 700, alpha: 1, beta: 0, padB: 3},
+		{transA: true, transB: true, m: 3, n: 100, k: 300, alpha: 2, beta: 0.5, padA: 1, padB: 1, padC: 4},
+		{transB: true, m: 4, n: 33, k: 1000, alpha: -1, beta: 1},
 	}
 	for _, be := range backends() {
 		rng := rand.New(rand.NewPCG(3, 4))
@@ -527,6 +531,27 @@ func TestStridedKernels(t *testing.T) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+func TestDot(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	for n := 0; n <= 100; n++ {
+		x, y := randSlice(rng, n), randSlice(rng, n+1)
+		var want, bound float64
+		for i := 0; i < n; i++ {
+			want += float64(x[i]) * float64(y[i])
+			bound += math.Abs(float64(x[i]) * float64(y[i]))
+		}
+		for _, d := range []struct {
+			name string
+			f    func(x, y []float32) float32
+		}{{"best", bestDot}, {"go", dotGo}} {
+			got := float64(d.f(x, y))
+			if math.Abs(got-want) > 2*float64(n+3)*0x1p-24*bound {
+				t.Fatalf("%s: n=%d: dot = %v, want %v", d.name, n, got, want)
 			}
 		}
 	}
