@@ -20,10 +20,10 @@ type naiveBPE struct {
 
 func newNaive(t testing.TB, tok *Tokenizer) *naiveBPE {
 	n := &naiveBPE{ranks: make(map[[2]string]int), vocab: make(map[string]int)}
-	for k, m := range tok.model.merges {
+	tok.model.merges.each(func(k uint64, m merge) {
 		a, b := int(k>>32), int(uint32(k))
 		n.ranks[[2]string{tok.tokens[a], tok.tokens[b]}] = int(m.rank)
-	}
+	})
 	for s, id := range tok.model.vocab {
 		n.vocab[s] = int(id)
 	}

@@ -48,7 +48,7 @@ type merge struct {
 // as a sequence of characters and the adjacent pair with the lowest merge rank
 // is merged until no pair has a rank. Ties go to the leftmost pair.
 type bpe struct {
-	merges       map[uint64]merge // key: left id << 32 | right id
+	merges       *mergeTable
 	byteFallback bool
 	byteIDs      [256]int32 // <0xNN> token ids when byteFallback (-1 if absent)
 	unk          int32      // unk token id or -1
@@ -179,7 +179,7 @@ func (m *bpe) mergeScan(syms []symbol) {
 		if j == -1 || syms[i].id < 0 || syms[j].id < 0 {
 			return
 		}
-		if mg, ok := m.merges[pairKey(syms[i].id, syms[j].id)]; ok {
+		if mg, ok := m.merges.get(pairKey(syms[i].id, syms[j].id)); ok {
 			rank[i], mid[i] = mg.rank, mg.id
 		}
 	}
@@ -237,7 +237,7 @@ func (m *bpe) mergeHeap(syms []symbol) {
 		if j == -1 || syms[i].id < 0 || syms[j].id < 0 {
 			return
 		}
-		mg, ok := m.merges[pairKey(syms[i].id, syms[j].id)]
+		mg, ok := m.merges.get(pairKey(syms[i].id, syms[j].id))
 		if !ok {
 			return
 		}

@@ -306,7 +306,10 @@ func parseModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.merges = make(map[uint64]merge, len(pairs))
+	if len(pairs) >= 1<<30 {
+		return nil, fieldErr("model.merges", "%d merges is too many", len(pairs))
+	}
+	m.merges = newMergeTable(len(pairs))
 	for i, p := range pairs {
 		field := func() string { return fmt.Sprintf("model.merges[%d]", i) }
 		a, ok := m.vocab[p[0]]
@@ -322,9 +325,7 @@ func parseModel(raw json.RawMessage, byteLevel bool) (*bpe, error) {
 			return nil, fieldErr(field(), "merged token %q is not in model.vocab", p[0]+p[1])
 		}
 		k := pairKey(a, b)
-		if _, dup := m.merges[k]; !dup { // the first occurrence has the lower rank
-			m.merges[k] = merge{rank: int32(i), id: id}
-		}
+		m.merges.insert(k, merge{rank: int32(i), id: id}) // a repeated pair keeps its first, lower rank
 	}
 	return m, nil
 }

@@ -234,3 +234,35 @@ func TestMetaspace(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeTable(t *testing.T) {
+	tab := newMergeTable(1000)
+	ref := make(map[uint64]merge)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 1000; i++ {
+		k := pairKey(int32(r.IntN(64)), int32(r.IntN(64))) // many repeats, and key 0
+		m := merge{rank: int32(i), id: int32(r.IntN(1 << 20))}
+		_, dup := ref[k]
+		if added := tab.insert(k, m); added == dup {
+			t.Fatalf("insert(%x) added=%v, already present=%v", k, added, dup)
+		}
+		if !dup {
+			ref[k] = m
+		}
+	}
+	for a := int32(0); a < 70; a++ {
+		for b := int32(0); b < 70; b++ {
+			k := pairKey(a, b)
+			got, ok := tab.get(k)
+			want, wok := ref[k]
+			if ok != wok || got != want {
+				t.Fatalf("get(%d,%d) = %v,%v; want %v,%v", a, b, got, ok, want, wok)
+			}
+		}
+	}
+	n := 0
+	tab.each(func(uint64, merge) { n++ })
+	if n != len(ref) || tab.n != len(ref) {
+		t.Errorf("each saw %d entries, n=%d, want %d", n, tab.n, len(ref))
+	}
+}
