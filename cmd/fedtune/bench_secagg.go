@@ -116,6 +116,9 @@ func printSecaggBench(w io.Writer, o secaggBenchOutput) {
 	fmt.Fprintf(w, "secure aggregation: N=%d T=%d M=%d dropouts=%d mode=%s sig=%s threads=%d\n",
 		r.Sites, r.Threshold, r.Params, r.Dropouts, r.Mode, r.SigAlg, r.Threads)
 	fmt.Fprintf(w, "  client MaskedInput   %9.4f s   %.3f× keystream (%.4f s for %d·M words)\n", r.ClientMaskS, r.ClientOverKeystream, r.KeystreamS, r.Sites)
+	if r.ClientOverKeystreamCPU > 0 {
+		fmt.Fprintf(w, "  in CPU time          %9.4f s   %.3f× keystream (%.4f s)\n", r.ClientMaskCPUS, r.ClientOverKeystreamCPU, r.KeystreamCPUS)
+	}
 	fmt.Fprintf(w, "  masking kernel only  %9.4f s   %.3f× keystream\n", r.MaskKernelS, r.KernelOverKeystream)
 	fmt.Fprintf(w, "  server unmask        %9.4f s   %.3f× keystream for its %d words\n", r.ServerUnmaskS, r.ServerOverKeystream, r.ServerMaskWords)
 	fmt.Fprintf(w, "  setup (all sites)    %9.4f s\n", r.SetupS)

@@ -48,6 +48,14 @@ type Result struct {
 	KeystreamS float64 `json:"keystream_s"`
 	// ClientOverKeystream = ClientMaskS / KeystreamS.
 	ClientOverKeystream float64 `json:"client_over_keystream"`
+	// ClientMaskCPUS and KeystreamCPUS are the same medians in process CPU
+	// time (all threads), and ClientOverKeystreamCPU their ratio: on a busy
+	// machine, where wall times swing with other jobs, this ratio is the
+	// steadier measure of the work added on top of the keystream. Zero where
+	// CPU time is not available.
+	ClientMaskCPUS         float64 `json:"client_mask_cpu_s"`
+	KeystreamCPUS          float64 `json:"keystream_cpu_s"`
+	ClientOverKeystreamCPU float64 `json:"client_over_keystream_cpu"`
 	// MaskKernelS is the median time of the masking kernel alone (prg.Apply
 	// of N masks into an m-word vector); KernelOverKeystream its ratio.
 	MaskKernelS         float64 `json:"mask_kernel_s"`
@@ -152,11 +160,12 @@ func Run(c Config) (*Result, error) {
 		rand.Read(terms[i].Key[:])
 		terms[i].Neg = i%2 == 1
 	}
-	var ks, kernel []float64
+	var ks, ksCPU, kernel []float64
 	baseline := func() {
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		prg.Keystream(c.Params, terms, c.Threads)
 		ks = append(ks, time.Since(t0).Seconds())
+		ksCPU = append(ksCPU, (cpuTime() - c0).Seconds())
 		v := make([]uint32, c.Params)
 		t0 = time.Now()
 		prg.Apply(v, terms, c.Threads)
@@ -175,17 +184,18 @@ func Run(c Config) (*Result, error) {
 
 	// MaskedInput, one site at a time, interleaved with baseline runs so
 	// both see the same machine load.
-	var client []float64
+	var client, clientCPU []float64
 	for i := 1; i <= c.Sites; i++ {
 		site := secagg.SiteID(i)
 		progress(fmt.Sprintf("MaskedInput site %d", i))
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		m := f.Answer(site)
-		el := time.Since(t0).Seconds()
+		el, elCPU := time.Since(t0).Seconds(), (cpuTime() - c0).Seconds()
 		if m == nil {
 			continue
 		}
 		client = append(client, el)
+		clientCPU = append(clientCPU, elCPU)
 		if err := f.Deliver(site, m); err != nil {
 			return nil, err
 		}
@@ -229,6 +239,12 @@ func Run(c Config) (*Result, error) {
 	res.ClientMaskS = median(client)
 	res.KeystreamS = median(ks)
 	res.MaskKernelS = median(kernel)
+	if haveCPUTime {
+		res.ClientMaskCPUS, res.KeystreamCPUS = median(clientCPU), median(ksCPU)
+		if res.KeystreamCPUS > 0 {
+			res.ClientOverKeystreamCPU = res.ClientMaskCPUS / res.KeystreamCPUS
+		}
+	}
 	res.ClientOverKeystream = res.ClientMaskS / res.KeystreamS
 	res.KernelOverKeystream = res.MaskKernelS / res.KeystreamS
 	u3, dropped := int64(len(surv)), int64(c.Dropouts)

@@ -1,0 +1,9 @@
+//go:build !unix
+
+package bench
+
+import "time"
+
+func cpuTime() time.Duration { return 0 }
+
+const haveCPUTime = false
