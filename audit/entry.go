@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -154,10 +153,10 @@ const (
 )
 
 var (
-	idRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	actorRE  = regexp.MustCompile(`^(user|site|service|witness):[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	typeRE   = regexp.MustCompile(`^[a-z][a-z0-9.-]{0,31}$`)
-	digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	idRE     = matcher(isID)     // [A-Za-z0-9][A-Za-z0-9._-]{0,63}
+	actorRE  = matcher(isActor)  // (user|site|service|witness):<id>
+	typeRE   = matcher(isType)   // [a-z][a-z0-9.-]{0,31}
+	digestRE = matcher(isDigest) // sha256:<64 lowercase hex>
 	authOK   = map[string]bool{"mtls": true, "signature": true, "local": true, "token": true, "none": true}
 	kindOK   = func() map[Kind]bool {
 		m := map[Kind]bool{}
@@ -470,3 +469,58 @@ func (e *Entry) VerifySiteSignature(pub ed25519.PublicKey) error {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// matcher adapts a predicate to the MatchString call sites.
+type matcher func(string) bool
+
+func (m matcher) MatchString(s string) bool { return m(s) }
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func isID(s string) bool {
+	if len(s) == 0 || len(s) > 64 || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isActor(s string) bool {
+	for _, p := range []string{"user:", "site:", "service:", "witness:"} {
+		if len(s) > len(p) && s[:len(p)] == p {
+			return isID(s[len(p):])
+		}
+	}
+	return false
+}
+
+func isType(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigest(s string) bool {
+	const p = "sha256:"
+	if len(s) != len(p)+64 || s[:len(p)] != p {
+		return false
+	}
+	for i := len(p); i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

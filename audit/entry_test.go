@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -165,6 +166,37 @@ func TestCanonicalEncoderMatches(t *testing.T) {
 		}
 		if string(got) != string(want) {
 			t.Errorf("entry %d:\n got  %s\n want %s", i, got, want)
+		}
+	}
+}
+
+// TestMatchers compares the hand-written field checks with the regular
+// expressions that define them.
+func TestMatchers(t *testing.T) {
+	for _, c := range []struct {
+		m  matcher
+		re string
+	}{
+		{isID, `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`},
+		{isActor, `^(user|site|service|witness):[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`},
+		{isType, `^[a-z][a-z0-9.-]{0,31}$`},
+		{isDigest, `^sha256:[0-9a-f]{64}$`},
+	} {
+		re := regexp.MustCompile(c.re)
+		alphabet := []string{"a", "Z", "0", ".", "_", "-", ":", "user:", "site:", "sha256:", "f", "g", " ", "é", strings.Repeat("a", 31), strings.Repeat("0", 63)}
+		var inputs []string
+		for _, a := range alphabet {
+			for _, b := range alphabet {
+				for _, d := range alphabet {
+					inputs = append(inputs, a+b+d, a+b, b)
+				}
+			}
+		}
+		inputs = append(inputs, "", "sha256:"+strings.Repeat("ab", 32), "sha256:"+strings.Repeat("AB", 32), "witness:w-1", "service:"+strings.Repeat("x", 65))
+		for _, s := range inputs {
+			if c.m(s) != re.MatchString(s) {
+				t.Errorf("%s on %q: got %v", c.re, s, c.m(s))
+			}
 		}
 	}
 }
