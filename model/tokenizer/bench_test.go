@@ -1,9 +1,11 @@
 package tokenizer
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -123,4 +125,46 @@ func BenchmarkLoadQwen3(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestEncodeThroughput measures warm, cold and naive encoding interleaved
+// round by round, so that load from other processes hits all three alike,
+// and logs MB/s and the ratios to the naive baseline. It runs only with
+// FEDTUNE_TOKENIZER_BENCH=1 (go test -run EncodeThroughput -v).
+func TestEncodeThroughput(t *testing.T) {
+	if os.Getenv("FEDTUNE_TOKENIZER_BENCH") == "" {
+		t.Skip("set FEDTUNE_TOKENIZER_BENCH=1 to run")
+	}
+	tok := fixture(t, "qwen3")
+	n := newNaive(t, tok)
+	text := mixedText(t)
+	tok.Encode(text, false)
+	// Wall time, and process CPU time (less sensitive to other load on the
+	// machine; includes the garbage collector's).
+	var warm, cold, naive, warmCPU, coldCPU, naiveCPU time.Duration
+	const rounds = 8
+	for r := 0; r < rounds; r++ {
+		t0, c0 := time.Now(), cpuTime()
+		for k := 0; k < 4; k++ {
+			tok.Encode(text, false)
+		}
+		warm += time.Since(t0) / 4
+		warmCPU += (cpuTime() - c0) / 4
+		tok.model.cacheMu.Lock()
+		clear(tok.model.cache)
+		tok.model.cacheMu.Unlock()
+		t0, c0 = time.Now(), cpuTime()
+		tok.Encode(text, false)
+		cold += time.Since(t0)
+		coldCPU += cpuTime() - c0
+		t0, c0 = time.Now(), cpuTime()
+		n.encode(text)
+		naive += time.Since(t0)
+		naiveCPU += cpuTime() - c0
+	}
+	mbps := func(d time.Duration) float64 { return float64(len(text)*rounds) / d.Seconds() / 1e6 }
+	t.Logf("Qwen3, %d bytes of mixed text, %d rounds; MB/s of wall time | of CPU time", len(text), rounds)
+	t.Logf("warm  %6.2f | %6.2f MB/s  (%.1fx naive)", mbps(warm), mbps(warmCPU), float64(naive)/float64(warm))
+	t.Logf("cold  %6.2f | %6.2f MB/s  (%.1fx naive)", mbps(cold), mbps(coldCPU), float64(naive)/float64(cold))
+	t.Logf("naive %6.2f | %6.2f MB/s", mbps(naive), mbps(naiveCPU))
 }

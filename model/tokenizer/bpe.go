@@ -112,7 +112,7 @@ func (m *bpe) encodeWord(dst []int, word string) []int {
 		if len(m.cache) >= maxCacheSize {
 			clear(m.cache)
 		}
-		m.cache[word] = ids
+		m.cache[strings.Clone(word)] = ids // a copy: word points into the caller's text
 		m.cacheMu.Unlock()
 	}
 	for _, id := range ids {
