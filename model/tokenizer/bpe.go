@@ -59,8 +59,7 @@ type bpe struct {
 	byteLevel bool
 	byteSym   [256]int32 // byte-level character ids when byteLevel (-1 if absent)
 
-	vocab   map[string]int32
-	runeIDs sync.Map // rune -> int32 (-1 when not in the vocabulary)
+	vocab map[string]int32
 
 	cacheMu sync.RWMutex
 	cache   map[string][]int32
@@ -73,20 +72,12 @@ const (
 
 func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
 
+// runeID returns the id of the one-character token s, or -1.
 func (m *bpe) runeID(s string) int32 {
-	r, w := utf8.DecodeRuneInString(s)
-	if r == utf8.RuneError && w == 1 {
-		return -1 // an invalid byte; must not share the cache entry of U+FFFD
+	if id, ok := m.vocab[s]; ok {
+		return id
 	}
-	if v, ok := m.runeIDs.Load(r); ok {
-		return v.(int32)
-	}
-	id, ok := m.vocab[s]
-	if !ok {
-		id = -1
-	}
-	m.runeIDs.Store(r, id)
-	return id
+	return -1
 }
 
 // encodeWord appends the ids of one pre-token. For the byte-level model word
