@@ -10,8 +10,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fedtune/fedtune/crypto/keystore"
+	vaultapi "github.com/hashicorp/vault/api"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -227,5 +229,94 @@ func checkPEM(t *testing.T, text string) {
 	}
 	if strings.Contains(text, "PRIVATE KEY") {
 		t.Fatal("output mentions PRIVATE KEY")
+	}
+}
+
+// TestKeysCommandsVault runs the commands against the Vault dev server of
+// .ci/setup.d/50-vault.sh (see crypto/keystore's Vault tests for the
+// environment they need).
+func TestKeysCommandsVault(t *testing.T) {
+	if os.Getenv("VAULT_ADDR") == "" || os.Getenv("FEDTUNE_VAULT_TEST") != "1" {
+		if os.Getenv("FEDTUNE_VAULT_TEST") == "1" {
+			t.Fatal("FEDTUNE_VAULT_TEST=1 but VAULT_ADDR is not set")
+		}
+		t.Skip("Vault integration tests need VAULT_ADDR, VAULT_TOKEN and FEDTUNE_VAULT_TEST=1")
+	}
+	const mount = "fedtune-test-cli-transit"
+	s, err := keystore.NewVaultStore(t.Context(), keystore.VaultConfigFromEnv())
+	if err != nil {
+		t.Fatalf("Vault at %s: %v", os.Getenv("VAULT_ADDR"), err)
+	}
+	defer s.Close()
+	mounts, err := s.Client().Sys().ListMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mounts[mount+"/"]; !ok {
+		if err := s.Client().Sys().Mount(mount, &vaultapi.MountInput{Type: "transit"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := fmt.Sprintf("cli-%d", time.Now().UnixNano())
+	vflags := []string{"--keystore", "vault", "--vault-transit-mount", mount}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := runKeys(t, append(args, vflags...)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		checkPEM(t, out)
+		return out
+	}
+	run("init", "--key", name)
+	if out := run("rotate", name, "--json"); !strings.Contains(out, `"current_version": 2`) {
+		t.Fatalf("rotate --json:\n%s", out)
+	}
+	var list struct {
+		Keys []keyJSON `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(run("list", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, k := range list.Keys {
+		if k.Name == name {
+			found = k.CurrentVersion == 2 && slices.Equal(k.Versions, []int{1, 2})
+		}
+	}
+	if !found {
+		t.Fatalf("list does not show %s at version 2: %+v", name, list.Keys)
+	}
+	var exp struct {
+		PublicKeys []publicKeyJSON `json:"public_keys"`
+	}
+	if err := json.Unmarshal([]byte(run("export-public", name, "--json")), &exp); err != nil || len(exp.PublicKeys) != 2 {
+		t.Fatalf("export-public: %v %+v", err, exp)
+	}
+	// A signature made through Vault verifies with the exported key.
+	cfg := keystore.VaultConfigFromEnv()
+	cfg.TransitMount = mount
+	vs, err := keystore.NewVaultStore(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vs.Close()
+	sg, err := vs.Signer(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := sg.Sign(t.Context(), []byte("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := keystore.ParsePublicKeyPEM([]byte(exp.PublicKeys[1].PublicKeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keystore.Verify(pk, []byte("m"), sig); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("list"); strings.Contains(out, os.Getenv("VAULT_TOKEN")) {
+		t.Fatal("token printed")
 	}
 }

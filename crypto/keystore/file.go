@@ -471,8 +471,8 @@ func (s *FileStore) CryptoSigner(ctx context.Context, name string) (crypto.Signe
 	if err != nil {
 		return nil, err
 	}
-	fs := vs.(*fileSigner)
-	return &stdSigner{name: fs.name, version: fs.version, priv: fs.priv}, nil
+	fsg := vs.(*fileSigner)
+	return &stdSigner{name: fsg.name, version: fsg.version, priv: fsg.priv}, nil
 }
 
 // PublicKeys implements [Store].

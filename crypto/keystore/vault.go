@@ -250,9 +250,18 @@ func (s *VaultStore) appRoleLogin(ctx context.Context) (*vault.Secret, error) {
 	if mount == "" {
 		mount = "approle"
 	}
-	// The login request must not carry an old (possibly expired) token.
-	s.client.ClearToken()
-	sec, err := s.client.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{
+	// Log in on a clone without a token, so that the old (possibly expired)
+	// token is not sent and requests of other goroutines keep theirs.
+	lc, err := s.client.Clone()
+	if err != nil {
+		return nil, vaultErr("AppRole login", err)
+	}
+	lc.ClearToken()     // Clone calls NewClient, which reads VAULT_TOKEN
+	lc.ClearNamespace() // and VAULT_NAMESPACE
+	if s.cfg.Namespace != "" {
+		lc.SetNamespace(s.cfg.Namespace)
+	}
+	sec, err := lc.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{
 		"role_id": ar.RoleID, "secret_id": ar.SecretID,
 	})
 	if err != nil {
@@ -277,8 +286,8 @@ func (s *VaultStore) renew(auth *vault.Secret) {
 	backoff := time.Second
 	for {
 		if auth == nil || !auth.Auth.Renewable {
-			if s.cfg.AppRole == nil || auth == nil {
-				<-s.stop
+			if s.cfg.AppRole == nil || auth == nil || auth.Auth.LeaseDuration <= 0 {
+				<-s.stop // nothing expires
 				return
 			}
 			// A non-renewable AppRole token: log in again shortly before

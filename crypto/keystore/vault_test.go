@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -479,8 +480,11 @@ func TestVaultAppRoleLeastPrivilege(t *testing.T) {
 	acfg := cfg
 	acfg.Token = ""
 	acfg.AppRole = &AppRoleAuth{RoleID: rid.Data["role_id"].(string), SecretID: sid.Data["secret_id"].(string)}
-	var authErrs []error
-	acfg.OnAuthError = func(err error) { authErrs = append(authErrs, err) }
+	var (
+		mu       sync.Mutex
+		authErrs []error
+	)
+	acfg.OnAuthError = func(err error) { mu.Lock(); authErrs = append(authErrs, err); mu.Unlock() }
 	s, err := NewVaultStore(ctx, acfg)
 	if err != nil {
 		t.Fatal(err)
@@ -523,6 +527,8 @@ func TestVaultAppRoleLeastPrivilege(t *testing.T) {
 	// Outlive the 4 s TTL: renewal keeps the token valid.
 	time.Sleep(7 * time.Second)
 	if _, err := sg.Sign(ctx, msg); err != nil {
+		mu.Lock()
+		defer mu.Unlock()
 		t.Fatalf("signing after the token TTL: %v (renewal errors: %v)", err, authErrs)
 	}
 	self, err := s.Client().Auth().Token().LookupSelfWithContext(ctx)
