@@ -14,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/fedtune/fedtune/audit/canonjson"
-	"github.com/fedtune/fedtune/crypto/keystore"
 )
 
 // SchemaVersion is the value of every entry's "schema" member.
@@ -436,7 +435,7 @@ func (e *Entry) SignedPayload() ([]byte, error) {
 // SignAsSite sets e.SiteSignature to the site's Ed25519 signature over
 // e.SignedPayload(). Sites call it on their own dp.spend entries before
 // handing them to the aggregator.
-func (e *Entry) SignAsSite(ctx context.Context, s keystore.Signer) error {
+func (e *Entry) SignAsSite(ctx context.Context, s Signer) error {
 	if _, ok := s.Public().(ed25519.PublicKey); !ok {
 		return fmt.Errorf("audit: site signer has a %T key, want Ed25519", s.Public())
 	}

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/fedtune/fedtune/crypto/keystore"
 )
 
 // Signature types of C2SP signed-note verifier keys.
@@ -234,20 +232,20 @@ func (k VerifierKey) verify(text []byte, s NoteSignature) (timestamp uint64, err
 	return 0, fmt.Errorf("audit: unsupported signature type %#02x", k.Type)
 }
 
-// NoteSigner signs checkpoints with a keystore.Signer holding an Ed25519
+// NoteSigner signs checkpoints with a Signer holding an Ed25519
 // key. It implements golang.org/x/mod/sumdb/note.Signer, which is what
 // tessera takes, so the log's key may live in any key store (a file, Vault
 // Transit).
 type NoteSigner struct {
 	key    VerifierKey
-	signer keystore.Signer
+	signer Signer
 	ctx    context.Context
 	onSign func(text, sig []byte) // observes each signature, may be nil
 }
 
 // NewNoteSigner adapts s to sign notes under name. ctx is used for every
 // signing call (note.Signer has no context parameter).
-func NewNoteSigner(ctx context.Context, name string, s keystore.Signer) (*NoteSigner, error) {
+func NewNoteSigner(ctx context.Context, name string, s Signer) (*NoteSigner, error) {
 	pub, ok := s.Public().(ed25519.PublicKey)
 	if !ok {
 		return nil, fmt.Errorf("audit: checkpoint signer has a %T key, want Ed25519", s.Public())
@@ -286,7 +284,7 @@ func (s *NoteSigner) Sign(msg []byte) ([]byte, error) {
 
 // Cosign returns a cosignature/v1 signature line over a checkpoint text,
 // made by witness key name with signer at time now (whole seconds, UTC).
-func Cosign(ctx context.Context, name string, signer keystore.Signer, text []byte, now time.Time) ([]byte, error) {
+func Cosign(ctx context.Context, name string, signer Signer, text []byte, now time.Time) ([]byte, error) {
 	pub, ok := signer.Public().(ed25519.PublicKey)
 	if !ok {
 		return nil, fmt.Errorf("audit: witness signer has a %T key, want Ed25519", signer.Public())

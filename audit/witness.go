@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fedtune/fedtune/audit/merkle"
-	"github.com/fedtune/fedtune/crypto/keystore"
 )
 
 // ErrInconsistent reports a checkpoint that does not extend the one a
@@ -29,7 +28,7 @@ var ErrInconsistent = errors.New("audit: checkpoint is not consistent with the l
 // [Witness.State] after each Cosign and restore it with [Witness.SetState].
 type Witness struct {
 	name   string
-	signer keystore.Signer
+	signer Signer
 	key    VerifierKey
 	log    VerifierKey
 	now    func() time.Time
@@ -42,7 +41,7 @@ type Witness struct {
 // NewWitness returns a witness named name (its cosignature key name) that
 // signs with signer (an Ed25519 key), follows the log whose checkpoint key
 // is logKey, and reads time from now.
-func NewWitness(name string, signer keystore.Signer, logKey VerifierKey, now func() time.Time) (*Witness, error) {
+func NewWitness(name string, signer Signer, logKey VerifierKey, now func() time.Time) (*Witness, error) {
 	pub, ok := signer.Public().(ed25519.PublicKey)
 	if !ok {
 		return nil, fmt.Errorf("audit: witness key is %T, want Ed25519", signer.Public())
