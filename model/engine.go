@@ -13,7 +13,7 @@ import (
 const probsBudget = 1 << 30
 
 // segment is one example's rows in a packed batch.
-type segment struct{ start, n int }
+type segment struct{ start, n, probs int } // probs: offset in the kept attention probabilities
 
 // gradTarget receives the LoRA gradient contributed by rows [start, end).
 type gradTarget[F kernels.Float] struct {
@@ -47,8 +47,18 @@ type engine[F kernels.Float] struct {
 	tg                                    []gradTarget[F]
 
 	dh, dx, dq, datt, dk, dv, dact, dg, du, dU, dxd []F
-	scratch                                         []F
+	scratch                                         [][]F // per attention worker
 	probs                                           [][]F // per layer attention probabilities kept for backward; nil: recompute
+
+	pool                  *pool
+	workers, attnWorkers  int
+	jNorm                 normJob[F]
+	jNormBack             normBackJob[F]
+	jSwiGLU               swigluJob[F]
+	jSwiGLUBack           swigluBackJob[F]
+	jLoss                 lossJob[F]
+	jLossBack             lossBackJob[F]
+	jAttn                 attnJob[F]
 
 	dropSeed, dropStep uint64
 
@@ -102,12 +112,21 @@ func newEngine[F kernels.Float](d dims, w *weights[F], lo *loraW[F], maxBatch, m
 	e.segs = make([]segment, 0, maxBatch)
 	e.counts = make([]int, maxBatch)
 	e.tg = make([]gradTarget[F], 0, maxBatch)
-	e.scratch = make([]F, 2*maxSeq*maxSeq)
 	// Keep the attention probabilities for the backward pass when they fit
 	// in probsBudget bytes; otherwise recompute them there.
-	if np := d.H * maxBatch * maxSeq * maxSeq; backward && int64(np)*int64(d.L)*int64(unsafe.Sizeof(F(0))) <= probsBudget {
+	size := int64(unsafe.Sizeof(F(0)))
+	if np := d.H * maxBatch * maxSeq * maxSeq; backward && int64(np)*int64(d.L)*size <= probsBudget {
 		e.probs = mk(np)
 	}
+	e.workers = defaultWorkers()
+	e.pool = newPool(e.workers)
+	perWorker := 2 * maxSeq * maxSeq
+	e.attnWorkers = int(max(1, min(int64(e.workers), int64(maxBatch), probsBudget/4/(int64(perWorker)*size))))
+	e.scratch = make([][]F, e.attnWorkers)
+	for i := range e.scratch {
+		e.scratch[i] = make([]F, perWorker)
+	}
+	e.jAttn.e = e
 	if backward {
 		e.dh, e.dx = make([]F, N*d.D), make([]F, N*d.D)
 		e.dq, e.datt = make([]F, N*d.QD), make([]F, N*d.QD)
@@ -156,6 +175,11 @@ func (e *engine[F]) load(batch []Example) (T int, err error) {
 				cnt++
 			}
 		}
+		probsOff := 0
+		if len(e.segs) > 0 {
+			last := e.segs[len(e.segs)-1]
+			probsOff = last.probs + e.d.H*last.n*last.n
+		}
 		copy(e.ids[T:], ex.InputIDs)
 		for t := 0; t < n; t++ {
 			if t+1 < n {
@@ -164,7 +188,7 @@ func (e *engine[F]) load(batch []Example) (T int, err error) {
 				e.tgt[T+t] = kernels.IgnoreIndex
 			}
 		}
-		e.segs = append(e.segs, segment{T, n})
+		e.segs = append(e.segs, segment{T, n, probsOff})
 		e.counts[i] = cnt
 		T += n
 	}
@@ -336,7 +360,7 @@ func (e *engine[F]) forward(T int, train bool) {
 			}
 			return nil
 		}
-		kernels.RMSNorm(xn1, e.rs1[l], h, lw.inNorm, T, D, d.eps)
+		e.norm(xn1, e.rs1[l], h, lw.inNorm, T)
 		e.linear(q, xn1, T, l, modQ, false, e.lu[l][modQ], xd(modQ))
 		e.linear(k, xn1, T, l, modK, false, e.lu[l][modK], xd(modK))
 		e.linear(v, xn1, T, l, modV, false, e.lu[l][modV], xd(modV))
@@ -344,38 +368,44 @@ func (e *engine[F]) forward(T int, train bool) {
 		if e.clock != nil {
 			t0 = e.clock()
 		}
-		off := 0
-		for _, s := range e.segs {
-			qs, ks, vs := q[s.start*d.QD:(s.start+s.n)*d.QD], k[s.start*d.KVD:(s.start+s.n)*d.KVD], v[s.start*d.KVD:(s.start+s.n)*d.KVD]
-			kernels.RoPE(qs, s.n, d.H, d.HD, e.cos, e.sin)
-			kernels.RoPE(ks, s.n, d.KV, d.HD, e.cos, e.sin)
-			probs := e.scratch
-			if train && e.probs != nil {
-				probs = e.probs[l][off : off+d.H*s.n*s.n]
-				off += d.H * s.n * s.n
-			}
-			kernels.Attention(att[s.start*d.QD:], qs, ks, vs, s.n, s.n, d.H, d.KV, d.HD, probs)
-		}
+		e.jAttn.l, e.jAttn.keep, e.jAttn.backward = l, train, false
+		e.pool.do(&e.jAttn, len(e.segs), T*d.QD, e.attnWorkers)
 		if e.clock != nil {
 			e.attnNS += e.clock() - t0
 		}
 		copy(hm, h)
 		e.linear(hm, att, T, l, modO, true, e.lu[l][modO], xd(modO))
-		kernels.RMSNorm(xn2, e.rs2[l], hm, lw.postNorm, T, D, d.eps)
+		e.norm(xn2, e.rs2[l], hm, lw.postNorm, T)
 		e.linear(g, xn2, T, l, modGate, false, e.lu[l][modGate], xd(modGate))
 		e.linear(u, xn2, T, l, modUp, false, e.lu[l][modUp], xd(modUp))
-		kernels.SwiGLU(act, g, u)
+		j := &e.jSwiGLU
+		j.dst, j.g, j.u = act, g, u
+		e.pool.do(j, len(act), 8, e.workers)
 		copy(e.h[l+1][:T*D], hm)
 		e.linear(e.h[l+1][:T*D], act, T, l, modDown, true, e.lu[l][modDown], xd(modDown))
 	}
-	kernels.RMSNorm(e.xnf[:T*D], e.rsf, e.h[d.L][:T*D], e.w.norm, T, D, d.eps)
+	e.norm(e.xnf[:T*D], e.rsf, e.h[d.L][:T*D], e.w.norm, T)
 	e.gemm(false, true, T, d.V, D, 1, e.xnf, D, e.w.lmHead, D, 0, e.logits, d.V)
-	if train {
-		// Leaves softmax probabilities in the logits for backwardPass.
-		kernels.CrossEntropySoftmax(e.lossRow, e.logits, e.tgt, T, d.V)
-	} else {
-		kernels.CrossEntropy(e.lossRow, e.lse, e.logits, e.tgt, T, d.V)
-	}
+	// With train, CrossEntropySoftmax leaves softmax probabilities in the
+	// logits for backwardPass.
+	jl := &e.jLoss
+	jl.loss, jl.lse, jl.logits, jl.tgt, jl.vocab, jl.fused = e.lossRow, e.lse, e.logits, e.tgt, d.V, train
+	e.pool.do(jl, T, 3*d.V, e.workers)
+}
+
+// norm is kernels.RMSNorm over T rows of width D, split across workers.
+func (e *engine[F]) norm(dst, rstd, x, w []F, T int) {
+	j := &e.jNorm
+	j.dst, j.rstd, j.x, j.w, j.dim, j.eps = dst, rstd, x, w, e.d.D, e.d.eps
+	e.pool.do(j, T, 4*e.d.D, e.workers)
+}
+
+// normBack is kernels.RMSNormBackward (adding into dx, no weight gradient)
+// over T rows, split across workers.
+func (e *engine[F]) normBack(dx, dy, x, w, rstd []F, T int) {
+	j := &e.jNormBack
+	j.dx, j.dy, j.x, j.w, j.rstd, j.dim = dx, dy, x, w, rstd, e.d.D
+	e.pool.do(j, T, 6*e.d.D, e.workers)
 }
 
 // losses writes each example's mean target-token loss.
@@ -410,41 +440,33 @@ func (e *engine[F]) backwardPass(T int) {
 			e.dloss[r] = w
 		}
 	}
-	kernels.CrossEntropySoftmaxBackward(e.logits, e.tgt, e.dloss, T, d.V)
+	jb := &e.jLossBack
+	jb.probs, jb.dloss, jb.tgt, jb.vocab = e.logits, e.dloss, e.tgt, d.V
+	e.pool.do(jb, T, d.V, e.workers)
 	dh, dx := e.dh[:T*D], e.dx[:T*D]
 	e.gemm(false, false, T, D, d.V, 1, e.logits, d.V, e.w.lmHead, D, 0, dx, D)
 	clear(dh)
-	kernels.RMSNormBackward(dh, nil, dx, e.h[d.L][:T*D], e.w.norm, e.rsf, T, D)
+	e.normBack(dh, dx, e.h[d.L][:T*D], e.w.norm, e.rsf, T)
 	dq, dk, dv, datt := e.dq[:T*d.QD], e.dk[:T*d.KVD], e.dv[:T*d.KVD], e.datt[:T*d.QD]
 	dact, dg, du := e.dact[:T*d.I], e.dg[:T*d.I], e.du[:T*d.I]
 	for l := d.L - 1; l >= 0; l-- {
 		lw := &e.w.layers[l]
 		// h[l+1] = hm + down(SwiGLU(gate(xn2), up(xn2))), xn2 = norm(hm)
 		e.linearBack(dact, false, dh, e.act[l][:T*d.I], T, l, modDown)
-		kernels.SwiGLUBackward(dg, du, dact, e.g[l][:T*d.I], e.u[l][:T*d.I])
+		js := &e.jSwiGLUBack
+		js.dg, js.du, js.dy, js.g, js.u = dg, du, dact, e.g[l][:T*d.I], e.u[l][:T*d.I]
+		e.pool.do(js, len(dg), 10, e.workers)
 		e.linearBack(dx, false, dg, e.xn2[l][:T*D], T, l, modGate)
 		e.linearBack(dx, true, du, e.xn2[l][:T*D], T, l, modUp)
-		kernels.RMSNormBackward(dh, nil, dx, e.hm[l][:T*D], lw.postNorm, e.rs2[l], T, D)
+		e.normBack(dh, dx, e.hm[l][:T*D], lw.postNorm, e.rs2[l], T)
 		// hm = h + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = norm(h)
 		e.linearBack(datt, false, dh, e.att[l][:T*d.QD], T, l, modO)
 		var t0 int64
 		if e.clock != nil {
 			t0 = e.clock()
 		}
-		q, k, v := e.q[l], e.k[l], e.v[l]
-		off := 0
-		for _, s := range e.segs {
-			a, b := s.start*d.QD, (s.start+s.n)*d.QD
-			c, f := s.start*d.KVD, (s.start+s.n)*d.KVD
-			var probs []F
-			if e.probs != nil {
-				probs = e.probs[l][off : off+d.H*s.n*s.n]
-				off += d.H * s.n * s.n
-			}
-			kernels.AttentionBackward(dq[a:b], dk[c:f], dv[c:f], datt[a:b], q[a:b], k[c:f], v[c:f], s.n, s.n, d.H, d.KV, d.HD, probs, e.scratch)
-			kernels.RoPEBackward(dq[a:b], s.n, d.H, d.HD, e.cos, e.sin)
-			kernels.RoPEBackward(dk[c:f], s.n, d.KV, d.HD, e.cos, e.sin)
-		}
+		e.jAttn.l, e.jAttn.keep, e.jAttn.backward = l, false, true
+		e.pool.do(&e.jAttn, len(e.segs), T*d.QD, e.attnWorkers)
 		if e.clock != nil {
 			e.attnNS += e.clock() - t0
 		}
@@ -456,7 +478,7 @@ func (e *engine[F]) backwardPass(T int) {
 		e.linearBack(dxl, true, dk, e.xn1[l][:T*D], T, l, modK)
 		e.linearBack(dxl, true, dv, e.xn1[l][:T*D], T, l, modV)
 		if l > 0 {
-			kernels.RMSNormBackward(dh, nil, dx, e.h[l][:T*D], lw.inNorm, e.rs1[l], T, D)
+			e.normBack(dh, dx, e.h[l][:T*D], lw.inNorm, e.rs1[l], T)
 		}
 	}
 }

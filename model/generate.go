@@ -105,6 +105,7 @@ func (m *Model) Logits(a *Adapter, tokens []int) ([][]float32, error) {
 	}
 	a.check(m)
 	e := newEngine(m.d, &m.w, loraOf(a), 1, len(tokens), false)
+	defer e.pool.stop()
 	labels := make([]int, len(tokens))
 	for i := range labels {
 		labels[i] = kernels.IgnoreIndex

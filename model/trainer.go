@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -27,8 +28,8 @@ type TrainerOptions struct {
 }
 
 // Trainer computes losses and LoRA gradients for one adapter. It owns its
-// workspaces and is not safe for concurrent use; run one Trainer per
-// goroutine. The adapter's parameters may be changed between calls (the
+// workspaces and worker goroutines (as many as kernels.Threads) and is not
+// safe for concurrent use; run one Trainer per goroutine. The adapter's parameters may be changed between calls (the
 // optimizer updates [Adapter.Trainable] in place).
 type Trainer struct {
 	m    *Model
@@ -47,6 +48,8 @@ func (m *Model) NewTrainer(a *Adapter, opts TrainerOptions) *Trainer {
 	a.check(m)
 	e := newEngine(m.d, &m.w, &a.lw, opts.MaxBatch, opts.MaxSeq, true)
 	t := &Trainer{m: m, a: a, e: e, opts: opts}
+	// The engine's worker goroutines end when the trainer is collected.
+	runtime.AddCleanup(t, func(p *pool) { p.stop() }, e.pool)
 	if opts.Clock != nil {
 		e.clock = func() int64 { return int64(opts.Clock()) }
 	}
