@@ -50,15 +50,15 @@ type engine[F kernels.Float] struct {
 	scratch                                         [][]F // per attention worker
 	probs                                           [][]F // per layer attention probabilities kept for backward; nil: recompute
 
-	pool                  *pool
-	workers, attnWorkers  int
-	jNorm                 normJob[F]
-	jNormBack             normBackJob[F]
-	jSwiGLU               swigluJob[F]
-	jSwiGLUBack           swigluBackJob[F]
-	jLoss                 lossJob[F]
-	jLossBack             lossBackJob[F]
-	jAttn                 attnJob[F]
+	pool                 *pool
+	workers, attnWorkers int
+	jNorm                normJob[F]
+	jNormBack            normBackJob[F]
+	jSwiGLU              swigluJob[F]
+	jSwiGLUBack          swigluBackJob[F]
+	jLoss                lossJob[F]
+	jLossBack            lossBackJob[F]
+	jAttn                attnJob[F]
 
 	dropSeed, dropStep uint64
 
