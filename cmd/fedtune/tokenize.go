@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -20,6 +21,12 @@ import (
 
 func init() {
 	rootCmd.AddCommand(newTokenizeCmd())
+	tokenizerCmd := &cobra.Command{
+		Use:   "tokenizer",
+		Short: "Make tokenizer.json files",
+	}
+	tokenizerCmd.AddCommand(newTokenizerTrainCmd())
+	rootCmd.AddCommand(tokenizerCmd)
 }
 
 func newTokenizeCmd() *cobra.Command {
@@ -121,21 +128,11 @@ func tokenizeJSONL(w io.Writer, r io.Reader, name string, encode func(string, bo
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("%s: line %d: %w", name, line, err)
 		}
-		rec := bytes.TrimRight(raw, "\r\n")
-		var in struct {
-			Text *string `json:"text"`
+		text, err := parseTokenizeRecord(bytes.TrimRight(raw, "\r\n"))
+		if err != nil {
+			return fmt.Errorf("%s: line %d: %w", name, line, err)
 		}
-		dec := json.NewDecoder(bytes.NewReader(rec))
-		if err := dec.Decode(&in); err != nil {
-			return fmt.Errorf("%s: line %d: want a JSON object {\"text\": ...}: %v", name, line, err)
-		}
-		if dec.More() {
-			return fmt.Errorf("%s: line %d: more than one JSON value on the line", name, line)
-		}
-		if in.Text == nil {
-			return fmt.Errorf("%s: line %d: missing string field \"text\"", name, line)
-		}
-		enc, err := json.Marshal(tokenizeRecord{IDs: encode(*in.Text, addSpecial)})
+		enc, err := json.Marshal(tokenizeRecord{IDs: encode(text, addSpecial)})
 		if err != nil {
 			return err
 		}
@@ -145,4 +142,142 @@ func tokenizeJSONL(w io.Writer, r io.Reader, name string, encode func(string, bo
 		}
 	}
 	return bw.Flush()
+}
+
+func newTokenizerTrainCmd() *cobra.Command {
+	var (
+		input, out string
+		vocab      int
+		jsonOut    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "train --input FILE.jsonl --vocab N --out tokenizer.json",
+		Short: "Learn a small byte-level BPE tokenizer from {\"text\": ...} records",
+		Long: `Learns a GPT-2-style byte-level BPE tokenizer with exactly --vocab tokens
+(256 byte tokens, --vocab - 257 merges and <|endoftext|>) from the "text"
+fields of a JSONL file, and writes it as tokenizer.json, ready for
+"fedtune model init --tokenizer". The result depends only on the input and
+--vocab. Meant for tests and demos with synthetic data; real models ship their
+own tokenizer.json.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if input == "" || out == "" {
+				return errors.New("--input and --out are required")
+			}
+			f, err := os.Open(input)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			var corpus []string
+			n := 0
+			err = readTokenizerCorpus(f, input, func(text string) {
+				corpus = append(corpus, text)
+				n += len(text)
+			})
+			if err != nil {
+				return err
+			}
+			data, err := tokenizer.TrainByteLevelBPE(corpus, vocab)
+			if err != nil {
+				return err
+			}
+			tok, err := tokenizer.Parse(data)
+			if err != nil {
+				return fmt.Errorf("trained tokenizer does not load: %w", err)
+			}
+			tokens := 0
+			for _, t := range corpus {
+				tokens += len(tok.Encode(t, false))
+			}
+			if err := writeTokenizerFile(out, data); err != nil {
+				return err
+			}
+			res := tokenizerTrainResult{Out: out, VocabSize: tok.VocabSize(), Records: len(corpus), Bytes: n, Tokens: tokens}
+			if tokens > 0 {
+				res.BytesPerToken = float64(n) / float64(tokens)
+			}
+			if jsonOut {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d tokens; %d records, %d bytes -> %d tokens (%.2f bytes/token)\n",
+				out, res.VocabSize, res.Records, res.Bytes, res.Tokens, res.BytesPerToken)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&input, "input", "", `JSONL file of {"text": ...} records (required)`)
+	f.IntVar(&vocab, "vocab", 1024, "vocabulary size, at least 257")
+	f.StringVar(&out, "out", "", "tokenizer.json to write (required)")
+	f.BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+type tokenizerTrainResult struct {
+	Out           string  `json:"out"`
+	VocabSize     int     `json:"vocab_size"`
+	Records       int     `json:"records"`
+	Bytes         int     `json:"bytes"`
+	Tokens        int     `json:"tokens"`
+	BytesPerToken float64 `json:"bytes_per_token"`
+}
+
+// readTokenizerCorpus calls f with the "text" field of every line of a JSONL
+// file; name is used in error messages.
+func readTokenizerCorpus(r io.Reader, name string, f func(text string)) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	for line := 1; ; line++ {
+		raw, err := br.ReadBytes('\n')
+		if len(raw) == 0 && err == io.EOF {
+			return nil
+		}
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("%s: line %d: %w", name, line, err)
+		}
+		text, err := parseTokenizeRecord(bytes.TrimRight(raw, "\r\n"))
+		if err != nil {
+			return fmt.Errorf("%s: line %d: %w", name, line, err)
+		}
+		f(text)
+	}
+}
+
+// parseTokenizeRecord decodes one {"text": ...} JSON object.
+func parseTokenizeRecord(rec []byte) (string, error) {
+	var in struct {
+		Text *string `json:"text"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(rec))
+	if err := dec.Decode(&in); err != nil {
+		return "", fmt.Errorf("want a JSON object {\"text\": ...}: %v", err)
+	}
+	if dec.More() {
+		return "", errors.New("more than one JSON value on the line")
+	}
+	if in.Text == nil {
+		return "", errors.New(`missing string field "text"`)
+	}
+	return *in.Text, nil
+}
+
+// writeTokenizerFile writes data to path through a temporary file in the same
+// directory, so that a reader never sees a partial file.
+func writeTokenizerFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tokenizer-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,5 +108,60 @@ func TestTokenizeFlags(t *testing.T) {
 	}
 	if _, err := runTokenize(t, "--tokenizer", "missing.json", "--text", "x"); err == nil || !strings.Contains(err.Error(), "missing.json") {
 		t.Errorf("missing tokenizer: %v", err)
+	}
+}
+
+func TestTokenizerTrain(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "corpus.jsonl")
+	var b strings.Builder
+	for i := 0; i < 200; i++ {
+		words := []string{"patient", "clinic", "dose", "blood", "pressure", "follow-up", "chart", "normal", "mg", "daily"}
+		text := fmt.Sprintf("Record %d: %s %s, %s %d.%d; %s.", i, words[i%10], words[(i*3)%10], words[(i*7)%10], i*13%97, i%10, words[(i/10)%10])
+		rec, _ := json.Marshal(map[string]any{"text": text, "id": i})
+		b.Write(rec)
+		b.WriteByte('\n')
+	}
+	os.WriteFile(in, []byte(b.String()), 0o644)
+	out := filepath.Join(dir, "tokenizer.json")
+	run := func(args ...string) (string, error) {
+		cmd := newTokenizerTrainCmd()
+		var o bytes.Buffer
+		cmd.SetOut(&o)
+		cmd.SetErr(&o)
+		cmd.SetArgs(args)
+		err := cmd.Execute()
+		return o.String(), err
+	}
+	res, err := run("--input", in, "--vocab", "300", "--out", out, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r tokenizerTrainResult
+	if err := json.Unmarshal([]byte(res), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.VocabSize != 300 || r.Records != 200 || r.BytesPerToken < 2 {
+		t.Errorf("result %+v", r)
+	}
+	// The file works with fedtune tokenize and round-trips.
+	got, err := runTokenize(t, "--tokenizer", out, "--text", "the patient", "--json")
+	if err != nil || !strings.Contains(got, `"ids"`) {
+		t.Fatalf("tokenize with trained file: %q, %v", got, err)
+	}
+	first, _ := os.ReadFile(out)
+	if _, err := run("--input", in, "--vocab", "300", "--out", out); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := os.ReadFile(out)
+	if !bytes.Equal(first, second) {
+		t.Error("training is not deterministic")
+	}
+	if _, err := run("--input", in, "--vocab", "100000", "--out", out); err == nil || !strings.Contains(err.Error(), "corpus too small") {
+		t.Errorf("oversized vocab: %v", err)
+	}
+	os.WriteFile(in, []byte("{\"text\": \"a\"}\n{\"tex\": 1}\n"), 0o644)
+	if _, err := run("--input", in, "--out", out); err == nil || !strings.Contains(err.Error(), in+": line 2: missing string field") {
+		t.Errorf("bad record: %v", err)
 	}
 }
