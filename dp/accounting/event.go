@@ -64,8 +64,8 @@ func (p PoissonSampled) validate() error {
 }
 
 func (s SelfComposed) validate() error {
-	if s.Count < 0 {
-		return fmt.Errorf("self_composed: count must be ≥ 0, got %d", s.Count)
+	if s.Count < 0 || s.Count > 1<<31 {
+		return fmt.Errorf("self_composed: count must be in [0, 2^31], got %d", s.Count)
 	}
 	if s.Event == nil {
 		return errors.New("self_composed: missing event")

@@ -1,6 +1,7 @@
 package accounting
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/cmplx"
@@ -79,8 +80,7 @@ func NewPLD(e Event, opts *PLDOptions) (*PLD, error) {
 func (p *PLD) build(e Event) (rem, add pmf, err error) {
 	switch e := e.(type) {
 	case Gaussian:
-		rem, add = p.sampledGaussian(1, e.NoiseMultiplier)
-		return rem, add, nil
+		return p.sampledGaussian(1, e.NoiseMultiplier)
 	case PoissonSampled:
 		g, ok := e.Event.(Gaussian)
 		if !ok {
@@ -89,20 +89,28 @@ func (p *PLD) build(e Event) (rem, add pmf, err error) {
 		if e.SamplingRate == 0 {
 			return identity, identity, nil
 		}
-		rem, add = p.sampledGaussian(e.SamplingRate, g.NoiseMultiplier)
-		return rem, add, nil
+		return p.sampledGaussian(e.SamplingRate, g.NoiseMultiplier)
 	case SelfComposed:
 		r, a, err := p.build(e.Event)
 		if err != nil {
 			return pmf{}, pmf{}, err
 		}
-		return r.selfCompose(e.Count, p.tail), a.selfCompose(e.Count, p.tail), nil
+		if r, err = r.selfCompose(e.Count, p.tail); err != nil {
+			return pmf{}, pmf{}, err
+		}
+		if a, err = a.selfCompose(e.Count, p.tail); err != nil {
+			return pmf{}, pmf{}, err
+		}
+		return r, a, nil
 	case Composed:
 		rem, add = identity, identity
 		for _, sub := range e.Events {
 			r, a, err := p.build(sub)
 			if err != nil {
 				return pmf{}, pmf{}, err
+			}
+			if len(rem.probs)+len(r.probs) > maxPoints || len(add.probs)+len(a.probs) > maxPoints {
+				return pmf{}, pmf{}, errTooLarge
 			}
 			rem, add = rem.compose(r, p.tail), add.compose(a, p.tail)
 		}
@@ -118,7 +126,7 @@ func normCDF(z float64) float64  { return 0.5 * math.Erfc(-z/math.Sqrt2) }
 // sensitivity 1: P = (1−q)N(0,σ²) + qN(1,σ²) against Q = N(0,σ²) (remove) and
 // Q against P (add). Koskela, Jälkö and Honkela 2020, Section 6; the
 // discretised by connect-the-dots.
-func (p *PLD) sampledGaussian(q, sigma float64) (rem, add pmf) {
+func (p *PLD) sampledGaussian(q, sigma float64) (rem, add pmf, err error) {
 	s2 := sigma * sigma
 	// Privacy loss log(P(x)/Q(x)) = log((1−q) + q·exp((2x−1)/(2σ²))).
 	loss := func(x float64) float64 {
@@ -148,7 +156,10 @@ func (p *PLD) sampledGaussian(q, sigma float64) (rem, add pmf) {
 		x := xOf(eps)
 		return (1-q)*normSurv(x/sigma) + q*normSurv((x-1)/sigma) - math.Exp(eps)*normSurv(x/sigma)
 	}
-	rem = connectDots(deltaRem, loss(-sigma*z), loss(1+sigma*z), p.interval)
+	rem, err = connectDots(deltaRem, loss(-sigma*z), loss(1+sigma*z), p.interval)
+	if err != nil {
+		return pmf{}, pmf{}, err
+	}
 	// Add: Q against P, loss −L(x), decreasing in x: −L(X) > ε ⇔ X < xOf(−ε).
 	deltaAdd := func(eps float64) float64 {
 		if -eps <= lossFloor {
@@ -161,8 +172,8 @@ func (p *PLD) sampledGaussian(q, sigma float64) (rem, add pmf) {
 	if q < 1 {
 		hiAdd = math.Min(hiAdd, -lossFloor)
 	}
-	add = connectDots(deltaAdd, -loss(sigma*z), hiAdd, p.interval)
-	return rem, add
+	add, err = connectDots(deltaAdd, -loss(sigma*z), hiAdd, p.interval)
+	return rem, add, err
 }
 
 // connectDots discretises a privacy curve δ(ε) on the grid kΔ, lo ≤ kΔ ≤ hi,
@@ -172,7 +183,10 @@ func (p *PLD) sampledGaussian(q, sigma float64) (rem, add pmf) {
 // the true curve at every grid point and is linear in e^ε between them, so
 // it lies above the convex true curve (pessimistic) with error O(Δ²).
 // δ(hi) becomes the infinite-loss mass.
-func connectDots(delta func(float64) float64, lo, hi, interval float64) pmf {
+func connectDots(delta func(float64) float64, lo, hi, interval float64) (pmf, error) {
+	if (hi-lo)/interval > maxPoints {
+		return pmf{}, errTooLarge
+	}
 	kLo := int(math.Floor(lo / interval))
 	kHi := int(math.Ceil(hi / interval))
 	if kHi <= kLo {
@@ -198,7 +212,7 @@ func connectDots(delta func(float64) float64, lo, hi, interval float64) pmf {
 		aNext = a
 	}
 	probs[0] = math.Max(0, 1-inf-aNext)
-	return pmf{offset: kLo, probs: probs, inf: inf}
+	return pmf{offset: kLo, probs: probs, inf: inf}, nil
 }
 
 func nextPow2(n int) int {
@@ -212,12 +226,12 @@ func nextPow2(n int) int {
 // selfCompose returns the n-fold composition by one FFT (Koskela et al. 2020,
 // Algorithm 1), on a window chosen by Chernoff bounds on both tails so that
 // each holds at most τ/2 (dp_accounting common.compute_self_convolve_bounds).
-func (p pmf) selfCompose(n int, tail float64) pmf {
+func (p pmf) selfCompose(n int, tail float64) (pmf, error) {
 	if n == 0 {
-		return identity
+		return identity, nil
 	}
 	if n == 1 {
-		return p
+		return p, nil
 	}
 	m := len(p.probs)
 	lo, hi := 0, n*(m-1)
@@ -254,6 +268,9 @@ func (p pmf) selfCompose(n int, tail float64) pmf {
 	if hi < lo {
 		hi = lo
 	}
+	if hi-lo+1 > maxPoints {
+		return pmf{}, errTooLarge
+	}
 	size := nextPow2(hi - lo + 1)
 	seq := make([]float64, size)
 	for i, v := range p.probs {
@@ -273,8 +290,15 @@ func (p pmf) selfCompose(n int, tail float64) pmf {
 	if hi < n*(m-1) {
 		inf += tail / 2 // mass above the window may have wrapped to lower losses
 	}
-	return pmf{offset: n*p.offset + lo, probs: out, inf: math.Min(1, inf)}
+	return pmf{offset: n*p.offset + lo, probs: out, inf: math.Min(1, inf)}, nil
 }
+
+// maxPoints bounds the support of a discretised distribution (2^26 points,
+// 512 MiB of float64), so that an absurd event fails instead of exhausting
+// memory.
+const maxPoints = 1 << 26
+
+var errTooLarge = errors.New("pld: event too large to account at this discretisation interval (more than 2^26 loss values); use a coarser interval")
 
 // compose returns the composition of p and r by FFT convolution, then cuts at
 // most τ/2 of mass from each tail: the lower tail onto the first kept point,

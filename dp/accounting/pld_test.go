@@ -2,6 +2,7 @@ package accounting
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -158,5 +159,26 @@ func TestPLDIntervalConvergence(t *testing.T) {
 	c, _ := EpsilonPLD(e, 1e-5, &PLDOptions{Interval: 3e-5})
 	if !(a >= b-1e-6 && b >= c-1e-6 && a-c < 0.01) {
 		t.Errorf("ε at intervals 1e-3, 1e-4, 3e-5: %v %v %v", a, b, c)
+	}
+}
+
+func TestPLDTooLarge(t *testing.T) {
+	// An almost noiseless Gaussian and half a billion steps of a noisy one:
+	// refused quickly, not out of memory.
+	for _, e := range []Event{
+		Gaussian{NoiseMultiplier: 0.001},
+		SelfComposed{Event: PoissonSampled{SamplingRate: 0.5, Event: Gaussian{NoiseMultiplier: 2}}, Count: 1 << 29},
+	} {
+		start := time.Now()
+		_, err := EpsilonPLD(e, 1e-5, nil)
+		if err == nil || !strings.Contains(err.Error(), "too large") {
+			t.Errorf("got %v", err)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("refusal took %v", d)
+		}
+	}
+	if _, err := UnmarshalEvent([]byte(`{"type":"self_composed","count":9000000000000,"event":{"type":"gaussian","noise_multiplier":1}}`)); err == nil {
+		t.Error("huge count accepted")
 	}
 }
