@@ -161,3 +161,22 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatalf("verify output does not name the problem:\n%s", out)
 	}
 }
+
+// TestAuditBench runs the benchmark small; FEDTUNE_LONG_BENCH=1 runs the
+// full size (100 000 verified entries) and logs the ratios.
+func TestAuditBench(t *testing.T) {
+	appendN, batch, verifyN := 300, 100, 3000
+	if os.Getenv("FEDTUNE_LONG_BENCH") == "1" {
+		appendN, batch, verifyN = 20000, 1000, 100000
+	}
+	res, err := runAuditBench(context.Background(), appendN, batch, verifyN, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.AppendRatio <= 0 || res.VerifyRatio <= 0 || res.VerifyCheckpoints != (verifyN+999)/1000 {
+		t.Fatalf("result %+v", res)
+	}
+	t.Logf("append %d entries, batch %d: %.3fs vs SHA-256 %.6fs: ratio %.5f; verify %d entries: %.3fs vs SHA-256 %.6fs: ratio %.5f",
+		res.AppendEntries, res.AppendBatch, res.AppendSeconds, res.AppendSHA256Secs, res.AppendRatio,
+		res.VerifyEntries, res.VerifySeconds, res.VerifySHA256Secs, res.VerifyRatio)
+}
