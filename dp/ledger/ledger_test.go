@@ -86,7 +86,7 @@ func TestBudgetRefusal(t *testing.T) {
 func validLedger(t *testing.T) *MemStorage {
 	l, st := newLedger(t, 10)
 	for _, id := range []string{"a", "b"} {
-		if _, _, err := l.Spend(Spend{RunID: id, Event: accounting.DPSGD(0.01, 1, 10)}, t0); err != nil {
+		if _, _, err := l.Spend(Spend{RunID: id, Event: accounting.DPSGD(0.01, 3, 10)}, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -148,7 +148,7 @@ func TestTruncationAndReorder(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldHead := bytes.Clone(st2.Head)
-	if _, _, err := l.Spend(Spend{RunID: "c", Event: accounting.DPSGD(0.01, 1, 10)}, t0); err != nil {
+	if _, _, err := l.Spend(Spend{RunID: "c", Event: accounting.DPSGD(0.01, 3, 10)}, t0); err != nil {
 		t.Fatal(err)
 	}
 	l3, err := Verify(st2.Log, oldHead)
@@ -178,7 +178,7 @@ func FuzzVerify(f *testing.F) {
 	if l, err = Create(st, Config{EpsilonCap: 5, Delta: 1e-6}, t0); err != nil {
 		f.Fatal(err)
 	}
-	l.Spend(Spend{RunID: "x", Event: accounting.DPSGD(0.01, 1, 5)}, t0)
+	l.Spend(Spend{RunID: "x", Event: accounting.DPSGD(0.01, 3, 5)}, t0)
 	f.Add(st.Log, st.Head)
 	f.Add([]byte("{}\n"), []byte("{}"))
 	f.Fuzz(func(t *testing.T, log, head []byte) {
