@@ -402,8 +402,10 @@ func (d stripDecoder) decodeChain(t []string) []string {
 	return out
 }
 
-// metaspaceDecoder maps the replacement character back to a space and drops
-// the space that the pre-tokenizer prepended to the first token.
+// metaspaceDecoder maps the replacement character back to a space. In the
+// first token, which carries the space the pre-tokenizer prepended, every
+// replacement character is dropped instead (tokenizers
+// pre_tokenizers/metaspace.rs, Decoder::decode_chain).
 type metaspaceDecoder struct {
 	replacement string
 	stripFirst  bool
@@ -412,11 +414,11 @@ type metaspaceDecoder struct {
 func (d metaspaceDecoder) decodeChain(t []string) []string {
 	out := make([]string, len(t))
 	for i, s := range t {
-		s = strings.ReplaceAll(s, d.replacement, " ")
 		if i == 0 && d.stripFirst {
-			s = strings.TrimPrefix(s, " ")
+			out[i] = strings.ReplaceAll(s, d.replacement, "")
+		} else {
+			out[i] = strings.ReplaceAll(s, d.replacement, " ")
 		}
-		out[i] = s
 	}
 	return out
 }

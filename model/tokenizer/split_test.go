@@ -266,3 +266,47 @@ func TestMergeTable(t *testing.T) {
 		t.Errorf("each saw %d entries, n=%d, want %d", n, tab.n, len(ref))
 	}
 }
+
+func TestMetaspaceDecoder(t *testing.T) {
+	d := metaspaceDecoder{replacement: "▁", stripFirst: true}
+	if got := d.decodeChain([]string{"▁Hey", "▁friend!"}); !slices.Equal(got, []string{"Hey", " friend!"}) {
+		t.Errorf("decodeChain = %q", got)
+	}
+	if got := d.decodeChain([]string{"▁▁a▁b", "▁▁"}); !slices.Equal(got, []string{"ab", "  "}) {
+		t.Errorf("decodeChain, replacement inside the first token = %q", got)
+	}
+	d.stripFirst = false
+	if got := d.decodeChain([]string{"▁Hey"}); !slices.Equal(got, []string{" Hey"}) {
+		t.Errorf("prepend_scheme never: %q", got)
+	}
+}
+
+// TestRustVectors: the examples in the unit tests of the Rust tokenizers
+// library (pre_tokenizers/digits.rs, pre_tokenizers/metaspace.rs,
+// decoders/byte_fallback.rs).
+func TestRustVectors(t *testing.T) {
+	if got := (digitsPreTok{false}).preTokenize(nil, "Hey 123 friend!", true); !slices.Equal(got, []string{"Hey ", "123", " friend!"}) {
+		t.Errorf("Digits: %q", got)
+	}
+	if got := (digitsPreTok{true}).preTokenize(nil, "Hey 123 friend!", true); !slices.Equal(got, []string{"Hey ", "1", "2", "3", " friend!"}) {
+		t.Errorf("Digits individual: %q", got)
+	}
+	ms := metaspacePreTok{"▁", "always", true}
+	if got := ms.preTokenize(nil, "Hey   friend!", true); !slices.Equal(got, []string{"▁Hey", "▁", "▁", "▁friend!"}) {
+		t.Errorf("Metaspace multiple spaces: %q", got)
+	}
+	bf := byteFallbackDecoder{}
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"Hey", "friend!"}, []string{"Hey", "friend!"}},
+		{[]string{"<0x61>"}, []string{"a"}},
+		{[]string{"<0xE5>"}, []string{"�"}},
+		{[]string{"<0xE5>", "<0x8f>"}, []string{"��"}}, // Rust: two "�" tokens; joined the same
+		{[]string{"<0xE5>", "<0x8f>", "<0xab>"}, []string{"叫"}},
+		{[]string{"<0xE5>", "<0x8f>", "<0xab>", "a"}, []string{"叫", "a"}},
+		{[]string{"<0xE5>", "<0x8f>", "a"}, []string{"��", "a"}},
+	} {
+		if got := bf.decodeChain(tc.in); strings.Join(got, "") != strings.Join(tc.want, "") {
+			t.Errorf("ByteFallback(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
