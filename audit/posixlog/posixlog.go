@@ -293,20 +293,26 @@ func (l *Log) CheckpointAt(size uint64) ([]byte, error) {
 func (l *Log) AwaitCheckpoint(ctx context.Context, size uint64) ([]byte, error) {
 	t := time.NewTicker(l.interval / 4)
 	defer t.Stop()
+	var last error
 	for {
+		// A missing checkpoint, or one signed by a key version rotated out
+		// since, is replaced at the next publication: keep polling.
 		cp, err := l.latest(ctx)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
 		if err == nil && cp.Size >= size {
 			return l.CheckpointAt(cp.Size)
+		}
+		if err != nil {
+			last = err
 		}
 		if err := l.historyError(); err != nil {
 			return nil, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			if last != nil {
+				return nil, fmt.Errorf("posixlog: waiting for a checkpoint of size %d: %w (last error: %v)", size, ctx.Err(), last)
+			}
+			return nil, fmt.Errorf("posixlog: waiting for a checkpoint of size %d: %w", size, ctx.Err())
 		case <-t.C:
 		}
 	}
