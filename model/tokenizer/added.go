@@ -69,8 +69,14 @@ type section struct {
 	first bool // starts the input (for Metaspace's prepend_scheme "first")
 }
 
-// isWordChar is the word-character test of single_word tokens.
-func isWordChar(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) || r == '_' }
+// isWordChar is \w of the Rust regex crate (UTS #18 Annex C), the test that
+// single_word tokens apply to their neighbours: Alphabetic, marks, decimal
+// digits, connector punctuation and the join controls.
+func isWordChar(r rune) bool {
+	return unicode.IsLetter(r) || unicode.Is(unicode.Nl, r) || unicode.Is(unicode.Other_Alphabetic, r) ||
+		unicode.IsMark(r) || unicode.Is(unicode.Nd, r) || unicode.Is(unicode.Pc, r) ||
+		r == 0x200C || r == 0x200D
+}
 
 // splitAdded cuts s at the added tokens in t. A single_word token matches
 // only between non-word characters; lstrip and rstrip tokens absorb the

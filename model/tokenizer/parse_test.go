@@ -53,6 +53,8 @@ func TestTinyMetaspace(t *testing.T) {
 		{"<x>ab", false, []int{9, 6}},      // prepend_scheme "first": no ▁ after a leading added token
 		{"yo a", false, []int{10, 5}},      // single_word token on its own
 		{"ayo", false, []int{5, 0}},        // ... but not inside a word
+		{"_yo", false, []int{2, 0}},        // "_" is a word character (\w): no match
+		{"½yo", false, []int{2, 0, 10}},    // "½" (No) is not: "▁½" then the token
 		{"ba", false, []int{2, 4, 3}},      // no merge makes ▁ba
 		{"", true, []int{1}},
 	}
