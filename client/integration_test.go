@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedtune/fedtune/audit"
+	"github.com/fedtune/fedtune/crypto/keystore"
 	"github.com/fedtune/fedtune/dp/accounting"
 	"github.com/fedtune/fedtune/server"
 	"github.com/fedtune/fedtune/synth"
@@ -70,6 +71,7 @@ func newFederation(t *testing.T, sites []string, mutate func(*server.Config)) *f
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	fastKeystore(t, cfg.Keystore.Dir)
 	f := &federation{t: t, dir: dir, sites: sites, cfg: cfg}
 	f.start()
 	t.Cleanup(f.stop)
@@ -114,6 +116,7 @@ func (f *federation) siteConfig(site string, records int) *Config {
 	fh, _ := os.Create(data)
 	synth.Write(fh, recs)
 	fh.Close()
+	fastKeystore(f.t, filepath.Join(sdir, "state", "keys"))
 	return &Config{
 		Site: site, Server: f.addr, ServerName: "localhost", CAFile: filepath.Join(f.cfg.DataDir, "ca.pem"),
 		TokenFile: filepath.Join(f.cfg.DataDir, "tokens", site+".token"), DataDir: filepath.Join(sdir, "state"),
@@ -203,4 +206,16 @@ func TestFullRound(t *testing.T) {
 		}
 	}
 	fmt.Println(len(es), "audit entries")
+}
+
+// fastKeystore creates a key store with a cheap scrypt cost, so that tests
+// do not spend seconds deriving keys; the code under test opens it as usual.
+func fastKeystore(t *testing.T, dir string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, keystore.FileName)); err == nil {
+		return
+	}
+	if _, err := keystore.InitFileStoreWith(dir, pass, keystore.FileOptions{ScryptLogN: 10}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/fedtune/fedtune/audit"
@@ -79,7 +80,9 @@ func u64p(v uint64) *uint64 { return &v }
 // in DataDir/audit, its checkpoints signed by the key store's
 // audit-checkpoint key.
 type tesseraLog struct {
-	l *posixlog.Log
+	l    *posixlog.Log
+	mu   sync.Mutex
+	next uint64 // one past the highest index appended by this process
 }
 
 // CheckpointInterval is the longest an appended entry waits for a signed
@@ -106,7 +109,20 @@ func openAuditLog(ctx context.Context, dir, federation string, keys keystore.Sto
 }
 
 func (t *tesseraLog) Append(ctx context.Context, e *audit.Entry) (uint64, error) {
-	return t.l.Append(ctx, e)
+	idx, err := t.l.Append(ctx, e)
+	if err == nil {
+		t.mu.Lock()
+		t.next = max(t.next, idx+1)
+		t.mu.Unlock()
+	}
+	return idx, err
+}
+
+// appended is one past the highest index this process appended.
+func (t *tesseraLog) appended() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next
 }
 
 func (t *tesseraLog) Size() (uint64, error) { return t.l.Size(context.Background()) }
@@ -169,6 +185,23 @@ func (t *tesseraLog) Export(ctx context.Context, dir string, policy audit.Policy
 
 // AwaitCheckpoint waits until a signed checkpoint covers size entries.
 func (t *tesseraLog) AwaitCheckpoint(ctx context.Context, size uint64) error {
-	_, err := t.l.AwaitCheckpoint(ctx, size)
+	_, err := t.awaitCheckpoint(ctx, size)
 	return err
+}
+
+// awaitCheckpoint returns the size of the signed checkpoint that covers size.
+func (t *tesseraLog) awaitCheckpoint(ctx context.Context, size uint64) (uint64, error) {
+	note, err := t.l.AwaitCheckpoint(ctx, size)
+	if err != nil {
+		return 0, err
+	}
+	n, err := audit.ParseNote(note)
+	if err != nil {
+		return 0, err
+	}
+	c, err := audit.ParseCheckpoint(n.Text)
+	if err != nil {
+		return 0, err
+	}
+	return c.Size, nil
 }

@@ -52,12 +52,19 @@ func (s *Server) ExportAudit(ctx context.Context, dir string) (*audit.Bundle, ui
 	if err != nil {
 		return nil, 0, err
 	}
-	if size == 0 {
-		p.Quorum = 0
-	}
 	tl, ok := s.audit.(*tesseraLog)
 	if !ok {
 		return nil, 0, fmt.Errorf("audit log does not support export")
+	}
+	if size == 0 {
+		// No quorum yet: export everything appended so far, once a signed
+		// checkpoint covers it.
+		p.Quorum = 0
+		if size = tl.appended(); size > 0 {
+			if size, err = tl.awaitCheckpoint(ctx, size); err != nil {
+				return nil, 0, err
+			}
+		}
 	}
 	b, err := tl.l.Export(ctx, dir, size, p)
 	if err != nil {

@@ -240,6 +240,23 @@ func (d *roundDriver) statusLocked() *pb.RoundStatus {
 	return &pb.RoundStatus{}
 }
 
+// ready reports whether every expected site has answered or refused.
+func (r *activeRound) ready() bool {
+	if r.sa.Complete() {
+		return true
+	}
+	arrived := map[secagg.SiteID]bool{}
+	for _, id := range r.sa.Arrived() {
+		arrived[id] = true
+	}
+	for _, id := range r.sa.Expected() {
+		if _, refused := r.refused[r.sites[id-1]]; !arrived[id] && !refused {
+			return false
+		}
+	}
+	return true
+}
+
 func (r *activeRound) expectedNames() []string {
 	if r.sa == nil {
 		return nil
@@ -265,7 +282,7 @@ func (d *roundDriver) run(ctx context.Context) {
 		}
 		d.mu.Lock()
 		r := d.cur
-		if r != nil && r.sa != nil && (r.sa.Complete() || !d.s.now().Before(r.deadline)) {
+		if r != nil && r.sa != nil && (r.ready() || !d.s.now().Before(r.deadline)) {
 			d.finishStageLocked(ctx)
 			if d.cur == nil {
 				// The pause between automatic rounds starts when one ends.
