@@ -62,8 +62,9 @@ type LoadOptions struct {
 	Vocab int
 }
 
-// CountRecords returns the number of non-blank lines of a JSONL file and the
-// SHA-256 of its bytes, without parsing the records.
+// CountRecords returns the number of non-blank lines of a JSONL file (blank
+// as LoadJSONL sees it) and the SHA-256 of its bytes, without parsing the
+// records.
 func CountRecords(path string) (n int, sum string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -72,28 +73,17 @@ func CountRecords(path string) (n int, sum string, err error) {
 	defer f.Close()
 	h := sha256.New()
 	r := bufio.NewReaderSize(io.TeeReader(f, h), 1<<20)
-	blank := true
 	for {
-		b, err := r.ReadByte()
+		line, err := r.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			n++
+		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return 0, "", err
 		}
-		switch b {
-		case '\n':
-			if !blank {
-				n++
-			}
-			blank = true
-		case ' ', '\t', '\r':
-		default:
-			blank = false
-		}
-	}
-	if !blank {
-		n++
 	}
 	return n, hex.EncodeToString(h.Sum(nil)), nil
 }

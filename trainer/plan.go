@@ -58,11 +58,20 @@ func Projected(cfg Config) (*Plan, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p, _, err := plan(&cfg)
+	resumeID := ""
+	if cfg.OutDir != "" {
+		if m, ok, err := readRunMeta(cfg.OutDir); err == nil && ok {
+			resumeID = m.RunID
+		}
+	}
+	p, _, err := plan(&cfg, resumeID)
 	return p, err
 }
 
-func plan(cfg *Config) (*Plan, *ledger.Ledger, error) {
+// plan works out the run's event and checks it against the ledger. A run
+// resuming under resumeID whose spend is already recorded is not charged
+// again.
+func plan(cfg *Config, resumeID string) (*Plan, *ledger.Ledger, error) {
 	var led *ledger.Ledger
 	if cfg.SiteDir != "" {
 		l, err := ledger.Open(ledgerfs.Dir{Path: cfg.SiteDir})
@@ -132,6 +141,10 @@ func plan(cfg *Config) (*Plan, *ledger.Ledger, error) {
 			accounting.Gaussian{NoiseMultiplier: rp.LossSigma / lossBound}}}
 	}
 	if led != nil {
+		if e, ok := led.Find(resumeID); ok {
+			p.Ledger = &LedgerPlan{Spent: led.Spent(), Projected: e.EpsilonAfter, Cap: led.Config().EpsilonCap, Delta: led.Config().Delta}
+			return p, led, nil
+		}
 		proj, err := led.Check(p.Event)
 		p.Ledger = &LedgerPlan{Spent: led.Spent(), Projected: proj, Cap: led.Config().EpsilonCap, Delta: led.Config().Delta}
 		if err != nil {

@@ -110,15 +110,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	start := cfg.Now()
 	// 1. Plan and check the budget: nothing is parsed or written before.
-	p, led, err := plan(&cfg)
-	if err != nil {
-		return nil, err
-	}
-	digest := configDigest(&cfg, p)
 	meta, resumed, err := readRunMeta(cfg.OutDir)
 	if err != nil {
 		return nil, err
 	}
+	p, led, err := plan(&cfg, meta.RunID)
+	if err != nil {
+		return nil, err
+	}
+	digest := configDigest(&cfg, p)
 	if resumed {
 		if meta.ConfigDigest != digest {
 			return nil, fmt.Errorf("%s holds a checkpoint of a different run (other data or settings): use another output directory", cfg.OutDir)

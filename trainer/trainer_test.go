@@ -244,15 +244,21 @@ func TestSeededRunReproducesAndResumes(t *testing.T) {
 
 func TestResumeDoesNotSpendTwice(t *testing.T) {
 	f := newFixture(t)
-	site := t.TempDir()
-	if _, err := ledger.Create(ledgerfs.Dir{Path: site}, ledger.Config{EpsilonCap: 20, Delta: 1e-4}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
 	cfg := f.config(filepath.Join(t.TempDir(), "out"))
-	cfg.SiteDir = site
 	cfg.NoiseMultiplier = 1.2
 	cfg.Steps = 10
 	cfg.CheckpointEvery = 2
+	// The cap fits this run once, not twice.
+	p, err := Projected(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, _ := accounting.EpsilonPLD(p.Event, 1e-4, nil)
+	site := t.TempDir()
+	if _, err := ledger.Create(ledgerfs.Dir{Path: site}, ledger.Config{EpsilonCap: one * 1.05, Delta: 1e-4}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cfg.SiteDir = site
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg.Progress = func(p Progress) {
 		if p.Step == 5 {
@@ -269,6 +275,11 @@ func TestResumeDoesNotSpendTwice(t *testing.T) {
 	led, _ := ledger.Open(ledgerfs.Dir{Path: site})
 	if len(led.Events()) != 1 {
 		t.Errorf("%d ledger events after a resumed run, want 1", len(led.Events()))
+	}
+	// A new run in another directory does not fit.
+	cfg.OutDir = filepath.Join(t.TempDir(), "other")
+	if _, err := Run(context.Background(), cfg); !errors.Is(err, ledger.ErrBudget) {
+		t.Errorf("new run after the cap: %v", err)
 	}
 }
 
@@ -443,4 +454,21 @@ func FuzzLoadJSONL(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCountRecordsMatchesLoad(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.jsonl")
+	content := "{\"input_ids\":[1,2]}\n\f\n  \t\n\u00a0\n{\"input_ids\":[3,4]}"
+	os.WriteFile(p, []byte(content), 0o644)
+	n, _, err := CountRecords(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := LoadJSONL(p, nil, LoadOptions{MaxLength: 8, Vocab: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ds.Examples) || n != 2 {
+		t.Errorf("count %d, loaded %d", n, len(ds.Examples))
+	}
 }
