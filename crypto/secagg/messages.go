@@ -712,3 +712,32 @@ func signedBytes(ctx [32]byte, appendSigned func(*encoder)) []byte {
 	appendSigned(&e)
 	return e.b
 }
+
+// Unmarshal decodes any message by its type byte, for transports that carry
+// messages as opaque bytes. A MaskedInput must include its vector.
+func Unmarshal(b []byte) (Message, error) {
+	if len(b) < 2 {
+		return nil, &DecodeError{Message: "message", Field: "type", Offset: len(b), Reason: fmt.Sprintf("need 2 bytes of header, have %d", len(b))}
+	}
+	switch b[1] {
+	case typeAdvertiseKeys:
+		return UnmarshalAdvertiseKeys(b)
+	case typeKeyList:
+		return UnmarshalKeyList(b)
+	case typeShareKeys:
+		return UnmarshalShareKeys(b)
+	case typeShareKeysRelay:
+		return UnmarshalShareKeysRelay(b)
+	case typeMaskedInput:
+		return UnmarshalMaskedInput(b)
+	case typeSurvivorList:
+		return UnmarshalSurvivorList(b)
+	case typeConsistency:
+		return UnmarshalConsistencySig(b)
+	case typeCertificate:
+		return UnmarshalConsistencyCertificate(b)
+	case typeUnmask:
+		return UnmarshalUnmaskShares(b)
+	}
+	return nil, &DecodeError{Message: "message", Field: "type", Offset: 1, Reason: fmt.Sprintf("unknown message type %d", b[1])}
+}

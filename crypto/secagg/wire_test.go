@@ -243,3 +243,39 @@ func TestVectorDigestKnownAnswer(t *testing.T) {
 		t.Fatalf("AppendWords = %x", b)
 	}
 }
+
+func FuzzUnmarshal(f *testing.F) {
+	for _, list := range sampleMessages(f) {
+		for _, b := range list {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte{1, 99, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := secagg.Unmarshal(b)
+		if err != nil {
+			if !errors.Is(err, secagg.ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		if !bytes.Equal(m.Marshal(), b) {
+			t.Fatal("accepted a non-canonical encoding")
+		}
+	})
+}
+
+func TestUnmarshalDispatch(t *testing.T) {
+	for name, list := range sampleMessages(t) {
+		if name == "MaskedInputHeader" {
+			if _, err := secagg.Unmarshal(list[0]); err == nil {
+				t.Fatal("Unmarshal accepted a MaskedInput header without its vector")
+			}
+			continue
+		}
+		m, err := secagg.Unmarshal(list[0])
+		if err != nil || typeName(m) != name {
+			t.Fatalf("%s: Unmarshal gave %T, %v", name, m, err)
+		}
+	}
+}
