@@ -518,17 +518,22 @@ type jobNote struct {
 }
 
 var (
-	workerMu    sync.Mutex
-	workerCount int
-	workerQueue = make(chan jobNote, 1024)
+	workerMu       sync.Mutex
+	workerCount    int
+	workersStarted atomic.Int64 // workerCount, readable without workerMu
+	workerQueue    = make(chan jobNote, 1024)
 )
 
 // ensureWorkers starts worker goroutines until there are n of them. They
 // live for the rest of the process, parked on the queue when idle.
 func ensureWorkers(n int) {
+	if int(workersStarted.Load()) >= n {
+		return
+	}
 	workerMu.Lock()
 	defer workerMu.Unlock()
 	for ; workerCount < n; workerCount++ {
+		workersStarted.Add(1)
 		go func() {
 			for note := range workerQueue {
 				note.j.work(note.gen, nil)
