@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -172,5 +173,43 @@ func TestBenchTrainSmall(t *testing.T) {
 	}
 	if res.BatchGrad.AllocsPerStep > 20 || res.PerExample.AllocsPerStep > 20 {
 		t.Errorf("allocations per step: %v / %v", res.BatchGrad.AllocsPerStep, res.PerExample.AllocsPerStep)
+	}
+}
+
+// TestModelGeneratePrompt encodes a prompt with the checkpoint's
+// tokenizer.json and decodes the generated ids.
+func TestModelGeneratePrompt(t *testing.T) {
+	tok, err := os.ReadFile("../../model/tokenizer/testdata/trained_tokenizer.json")
+	if err != nil {
+		t.Skipf("tokenizer fixture: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "m")
+	c := &hf.Config{Architectures: []string{hf.ArchLlama}, HiddenSize: 16, IntermediateSize: 32, NumHiddenLayers: 1,
+		NumAttentionHeads: 2, NumKeyValueHeads: 2, HeadDim: 8, VocabSize: 512, RMSNormEps: 1e-5, RopeTheta: 10000}
+	if err := hf.InitCheckpoint(dir, c, 1, safetensors.BF16, tok); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runModelCmd(t, newModelGenerateCmd(), "--model", dir, "--prompt", "the patient", "--max-new-tokens", "5", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		PromptIDs []int `json:"prompt_ids"`
+		IDs       []int `json:"ids"`
+		Text      *string
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.PromptIDs) == 0 || len(res.IDs) == 0 || len(res.IDs) > 5 || res.Text == nil {
+		t.Errorf("output %s", out)
+	}
+	// The text output is the decoded ids.
+	plain, err := runModelCmd(t, newModelGenerateCmd(), "--model", dir, "--prompt", "the patient", "--max-new-tokens", "5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSuffix(plain, "\n") != *res.Text {
+		t.Errorf("text output %q, JSON text %q", plain, *res.Text)
 	}
 }
