@@ -3,7 +3,20 @@ package audit
 import (
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
+
+var kindNames = func() []string {
+	s := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		s[i] = string(k)
+	}
+	return s
+}()
+
+// unsafeString views b as a string for the duration of a switch on a
+// member name; the name is never retained.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // decoder reads an entry from JSON without reflection. It accepts a
 // superset of canonical JSON of the schema and stops (ok == false) at
@@ -27,6 +40,43 @@ func (d *decoder) byte(c byte) {
 }
 
 func (d *decoder) peek(c byte) bool { return d.ok && d.i < len(d.b) && d.b[d.i] == c }
+
+// rawStr returns the bytes of a string without escapes (nil, and the
+// position unchanged, if it has any).
+func (d *decoder) rawStr() []byte {
+	if !d.peek('"') {
+		d.fail()
+		return nil
+	}
+	for j := d.i + 1; j < len(d.b); j++ {
+		c := d.b[j]
+		if c == '"' {
+			s := d.b[d.i+1 : j]
+			d.i = j + 1
+			return s
+		}
+		if c == '\\' || c < 0x20 || c >= 0x80 {
+			return nil
+		}
+	}
+	d.fail()
+	return nil
+}
+
+// interned returns one of the given constants for a string value, so that
+// enumerated members (kind, outcome, auth, schema) are not allocated.
+func (d *decoder) interned(values ...string) string {
+	save := d.i
+	if raw := d.rawStr(); raw != nil {
+		for _, v := range values {
+			if string(raw) == v {
+				return v
+			}
+		}
+		d.i = save
+	}
+	return d.str()
+}
 
 func (d *decoder) str() string {
 	d.byte('"')
@@ -191,12 +241,18 @@ func (d *decoder) object(member func(name string)) {
 		return
 	}
 	for d.ok {
-		name := d.str()
+		// Member names never need escapes; an escaped one fails here and
+		// the entry takes the slow path.
+		name := d.rawStr()
+		if name == nil {
+			d.fail()
+			return
+		}
 		d.byte(':')
 		if !d.ok {
 			return
 		}
-		member(name)
+		member(unsafeString(name))
 		if d.peek(',') {
 			d.i++
 			continue
@@ -233,7 +289,7 @@ func decodeEntry(data []byte, e *Entry) bool {
 			d.object(func(n string) {
 				switch n {
 				case "auth":
-					e.Actor.Auth = d.str()
+					e.Actor.Auth = d.interned("mtls", "signature", "local", "token", "none")
 				case "id":
 					e.Actor.ID = d.str()
 				default:
@@ -281,7 +337,7 @@ func decodeEntry(data []byte, e *Entry) bool {
 				}
 			})
 		case "kind":
-			e.Kind = Kind(d.str())
+			e.Kind = Kind(d.interned(kindNames...))
 		case "message":
 			e.Message = d.str()
 		case "objects":
@@ -302,7 +358,7 @@ func decodeEntry(data []byte, e *Entry) bool {
 				e.Objects = append(e.Objects, o)
 			})
 		case "outcome":
-			e.Outcome = Outcome(d.str())
+			e.Outcome = Outcome(d.interned("ok", "denied", "refused", "failed", "aborted"))
 		case "reason":
 			e.Reason = d.str()
 		case "refs":
@@ -311,7 +367,7 @@ func decodeEntry(data []byte, e *Entry) bool {
 			r := d.uint()
 			e.Round = &r
 		case "schema":
-			e.Schema = d.str()
+			e.Schema = d.interned(SchemaVersion)
 		case "site":
 			e.Site = &Site{}
 			d.object(func(n string) {

@@ -471,27 +471,32 @@ const hexDigits = "0123456789abcdef"
 // s must be valid UTF-8.
 func AppendString(out []byte, s string) []byte {
 	out = append(out, '"')
+	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		out = append(out, s[start:i]...)
+		start = i + 1
+		switch c {
+		case '"', '\\':
 			out = append(out, '\\', c)
-		case c >= 0x20:
-			out = append(out, c)
-		case c == '\b':
+		case '\b':
 			out = append(out, '\\', 'b')
-		case c == '\t':
+		case '\t':
 			out = append(out, '\\', 't')
-		case c == '\n':
+		case '\n':
 			out = append(out, '\\', 'n')
-		case c == '\f':
+		case '\f':
 			out = append(out, '\\', 'f')
-		case c == '\r':
+		case '\r':
 			out = append(out, '\\', 'r')
 		default:
 			out = append(out, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
 	}
+	out = append(out, s[start:]...)
 	return append(out, '"')
 }
 
