@@ -3,7 +3,8 @@
 //
 // # Supported files
 //
-// The model must be BPE, in either of its two common flavours:
+// The model must be BPE, in either of its two common flavours (plus SmolLM's
+// Digits pre-tokenizer):
 //
 //   - byte-level BPE (GPT-2, Llama 3, Qwen2/Qwen3): a Split pre-tokenizer
 //     with one of the known regular expressions followed by a ByteLevel
@@ -29,8 +30,9 @@
 //
 // Encode produces the same ids as the Hugging Face tokenizers library for
 // the supported files; the tests check this against the JavaScript port
-// (transformers.js) on several hundred strings for Qwen3, Mistral 7B (the
-// Llama 2 scheme) and a tokenizer made by TrainByteLevelBPE. Where
+// (transformers.js) on several hundred strings each for Qwen3, Llama 3,
+// GPT-2, Mistral 7B (the Llama 2 scheme) and a tokenizer made by
+// TrainByteLevelBPE. Where
 // the two reference implementations disagree, this package follows the Rust
 // library: \s in pre-tokenizer patterns is Unicode's White_Space property
 // (U+0085 is whitespace, U+FEFF is not) and (?i:) uses simple case folding.
