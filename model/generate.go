@@ -45,26 +45,37 @@ func newKVCache[F kernels.Float](d *dims, capacity int) *kvCache[F] {
 	return c
 }
 
+// decodeWork holds decode's buffers for chunks of up to rows tokens and
+// caches of up to capacity positions.
+type decodeWork[F kernels.Float] struct {
+	x, xn, rs, q, att, g, u, lu, cos, sin, scratch, logits []F
+}
+
+func newDecodeWork[F kernels.Float](d *dims, r, rows, capacity int) *decodeWork[F] {
+	return &decodeWork[F]{
+		x: make([]F, rows*d.D), xn: make([]F, rows*d.D), rs: make([]F, rows),
+		q: make([]F, rows*d.QD), att: make([]F, rows*d.QD), g: make([]F, rows*d.I), u: make([]F, rows*d.I),
+		lu: make([]F, rows*r), cos: make([]F, rows*d.HD/2), sin: make([]F, rows*d.HD/2),
+		scratch: make([]F, rows*capacity), logits: make([]F, rows*d.V),
+	}
+}
+
 // decode runs tokens at positions c.n … c.n+len(tokens)−1 against the
 // cache, appends their keys and values, and returns the logits of every
-// new position (len(tokens)×V). No dropout is applied.
-func (e *engine[F]) decode(c *kvCache[F], tokens []int) []F {
+// new position (len(tokens)×V, valid until the next call). No dropout is
+// applied. ws must have room for len(tokens) rows.
+func (e *engine[F]) decode(c *kvCache[F], tokens []int, ws *decodeWork[F]) []F {
 	d := &e.d
 	n, pos := len(tokens), c.n
 	D := d.D
-	x := make([]F, n*D)
-	xn := make([]F, n*D)
-	rs := make([]F, n)
-	q, att := make([]F, n*d.QD), make([]F, n*d.QD)
-	g, u := make([]F, n*d.I), make([]F, n*d.I)
-	var lu []F
-	if e.lo != nil {
-		lu = make([]F, n*e.lo.r)
-	}
+	x, xn, rs := ws.x[:n*D], ws.xn[:n*D], ws.rs[:n]
+	q, att := ws.q[:n*d.QD], ws.att[:n*d.QD]
+	g, u := ws.g[:n*d.I], ws.u[:n*d.I]
+	lu := ws.lu
 	half := d.HD / 2
-	cos, sin := make([]F, n*half), make([]F, n*half)
+	cos, sin := ws.cos[:n*half], ws.sin[:n*half]
 	kernels.RopeTable(cos, sin, e.w.invFreq, pos, n)
-	scratch := make([]F, n*(pos+n))
+	scratch := ws.scratch[:n*(pos+n)]
 	kernels.Embedding(x, e.w.embed, tokens, D)
 	for l := 0; l < d.L; l++ {
 		lw := &e.w.layers[l]
@@ -86,7 +97,7 @@ func (e *engine[F]) decode(c *kvCache[F], tokens []int) []F {
 	}
 	c.n += n
 	kernels.RMSNorm(xn, rs, x, e.w.norm, n, D, d.eps)
-	logits := make([]F, n*d.V)
+	logits := ws.logits[:n*d.V]
 	e.gemm(false, true, n, d.V, D, 1, xn, D, e.w.lmHead, D, 0, logits, d.V)
 	return logits
 }
@@ -162,11 +173,17 @@ func (m *Model) generate(a *Adapter, prompt []int, opts GenerateOptions, seen fu
 	e := &engine[float32]{d: m.d, w: &m.w, lo: loraOf(a)}
 	cache := newKVCache[float32](&m.d, total)
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x6765_6e65_7261_7465))
+	r := 0
+	if a != nil {
+		r = a.Config.R
+	}
+	ws := newDecodeWork[float32](&m.d, r, len(prompt), total)
 	var out []int
-	logits := e.decode(cache, prompt)
+	logits := e.decode(cache, prompt, ws)
 	last := logits[(len(prompt)-1)*m.d.V:]
 	probs := make([]float64, m.d.V)
 	idx := make([]int, m.d.V)
+	var next [1]int
 	for len(out) < opts.MaxNewTokens {
 		if seen != nil {
 			seen(last)
@@ -179,7 +196,8 @@ func (m *Model) generate(a *Adapter, prompt []int, opts GenerateOptions, seen fu
 		if slices.Contains(opts.EOS, tok) || len(out) == opts.MaxNewTokens {
 			break
 		}
-		last = e.decode(cache, []int{tok})
+		next[0] = tok
+		last = e.decode(cache, next[:], ws)
 	}
 	return out, nil
 }
