@@ -311,9 +311,9 @@ func (m *bpe) emit(word string, syms []symbol) []int32 {
 			}
 		}
 		if m.unk < 0 {
-			// No way to represent the character; the loader rejects
-			// tokenizers where this can happen for byte-level models, so
-			// only a SentencePiece vocabulary without <unk> gets here.
+			// Unreachable: Parse requires every byte of a byte-level
+			// vocabulary, and complete byte fallback or an unk token
+			// otherwise.
 			continue
 		}
 		if m.fuseUnk && lastUnk {
