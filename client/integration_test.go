@@ -106,6 +106,11 @@ func (f *federation) stop() {
 // siteConfig writes synthetic data for a site and returns its config.
 func (f *federation) siteConfig(site string, records int) *Config {
 	f.t.Helper()
+	return f.siteConfigDigest(site, records, f.srv.BaseModelDigest())
+}
+
+func (f *federation) siteConfigDigest(site string, records int, digest string) *Config {
+	f.t.Helper()
 	sdir := filepath.Join(f.dir, "sites", site)
 	os.MkdirAll(sdir, 0o700)
 	recs, err := synth.Generate(synth.Options{Domain: synth.Medical, Site: site, Records: records, Seed: 1})
@@ -121,7 +126,7 @@ func (f *federation) siteConfig(site string, records int) *Config {
 		Site: site, Server: f.addr, ServerName: "localhost", CAFile: filepath.Join(f.cfg.DataDir, "ca.pem"),
 		TokenFile: filepath.Join(f.cfg.DataDir, "tokens", site+".token"), DataDir: filepath.Join(sdir, "state"),
 		Data: data, BaseModel: f.cfg.BaseModel, MaxSeq: 48, Rounds: 1,
-		Policy: Policy{AllowedBaseModels: []string{f.srv.BaseModelDigest()}, MaxEpsilonPerRound: 50, EpsilonCap: 100, Delta: 1e-5},
+		Policy: Policy{AllowedBaseModels: []string{digest}, MaxEpsilonPerRound: 50, EpsilonCap: 100, Delta: 1e-5},
 	}
 }
 
