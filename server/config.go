@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -117,7 +118,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return &valueError{value: string(b), err: fmt.Errorf("want a duration like \"30s\" or \"2m\", got %s", b)}
 	}
 	*d = Duration(v)
 	return nil
@@ -197,7 +198,18 @@ func DecodeJSONC(name string, raw []byte, v any) error {
 			field = te.Field
 			err = fmt.Errorf("want %v, got JSON %s", te.Type, te.Value)
 		default:
-			if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			var ve *valueError
+			if errors.As(err, &ve) {
+				// Find the value in the file to name its line and key.
+				if i := bytes.Index(clean, []byte(ve.value)); i >= 0 {
+					line = lineOf(clean, int64(i))
+					start := bytes.LastIndexByte(clean[:i], '\n') + 1
+					if ms := keyRe.FindAllSubmatch(clean[start:i], -1); len(ms) > 0 {
+						field = string(ms[len(ms)-1][1])
+					}
+				}
+				err = ve.err
+			} else if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 				field = strings.Trim(f, `"`)
 				line = fieldLine(raw, field)
 				err = errors.New("unknown field")
@@ -267,6 +279,17 @@ func fieldLine(raw []byte, field string) int {
 	}
 	return lineOf(raw, int64(i))
 }
+
+// valueError is a bad value that a custom decoder rejected; the loader
+// finds it in the file to report its line and key.
+type valueError struct {
+	value string
+	err   error
+}
+
+func (e *valueError) Error() string { return e.err.Error() }
+
+var keyRe = regexp.MustCompile(`"([A-Za-z0-9_]+)"\s*:`)
 
 type fieldError struct {
 	field string
