@@ -86,13 +86,14 @@ func NativeGo() Backend { return nativeGoBackend }
 func (nb *native) Name() string { return nb.name }
 
 func (nb *native) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if m*n*k <= gemmSmall {
+	work := int64(m) * int64(n) * int64(k) // multiply-adds; no overflow where int has 32 bits
+	if work <= gemmSmall {
 		sgemmRef(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	t := Threads()
-	if w := m * n * k / gemmMinPerThread; w < t {
-		t = max(w, 1)
+	if w := work / gemmMinPerThread; w < int64(t) {
+		t = max(int(w), 1)
 	}
 	j := jobPool.Get().(*gemmJob)
 	j.nb, j.threads = nb, min(t, maxBlocks)
