@@ -9,6 +9,7 @@ import (
 
 	"github.com/fedtune/fedtune/model/hf"
 	"github.com/fedtune/fedtune/model/safetensors"
+	tokenizerpkg "github.com/fedtune/fedtune/model/tokenizer"
 )
 
 // modelCmd groups the commands that create, inspect and run base models.
@@ -67,6 +68,13 @@ benchmarks and the demo. The same flags and seed always give the same bytes.`,
 				var err error
 				if tok, err = os.ReadFile(tokenizer); err != nil {
 					return fmt.Errorf("--tokenizer: %w", err)
+				}
+				t, err := tokenizerpkg.Parse(tok)
+				if err != nil {
+					return fmt.Errorf("--tokenizer %s: %w", tokenizer, err)
+				}
+				if t.VocabSize() > vocab {
+					return fmt.Errorf("--tokenizer %s has %d tokens, more than --vocab %d", tokenizer, t.VocabSize(), vocab)
 				}
 			}
 			if err := c.Validate(); err != nil {
