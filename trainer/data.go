@@ -184,6 +184,9 @@ func LoadJSONL(path string, tok Tokenizer, o LoadOptions) (*Dataset, error) {
 			ex.InputIDs, ex.Labels = ex.InputIDs[:o.MaxLength], ex.Labels[:o.MaxLength]
 			ds.Truncated++
 		}
+		if len(ex.InputIDs) < 2 {
+			return nil, bad("record has %d tokens; at least 2 are needed", len(ex.InputIDs))
+		}
 		targets := 0
 		for _, l := range ex.Labels[1:] {
 			if l != -100 {
