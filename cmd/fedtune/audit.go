@@ -59,7 +59,7 @@ The key store passphrase comes from FEDTUNE_PASSPHRASE or the file named by
 FEDTUNE_PASSPHRASE_FILE.`,
 		PersistentPreRun: func(*cobra.Command, []string) { posixlog.QuietLibraryLogs() },
 	}
-	cmd.AddCommand(newAuditInitCmd(), newAuditAppendCmd(), newAuditExportCmd(), newAuditVerifyCmd(), newAuditReportCmd())
+	cmd.AddCommand(newAuditInitCmd(), newAuditAppendCmd(), newAuditExportCmd(), newAuditVerifyCmd(), newAuditReportCmd(), newAuditProveCmd())
 	return cmd
 }
 
@@ -685,6 +685,102 @@ func newAuditBenchCmd() *cobra.Command {
 	cmd.Flags().IntVar(&appendN, "append-entries", 20000, "entries to append")
 	cmd.Flags().IntVar(&batch, "batch", 1000, "entries per batch (one checkpoint each)")
 	cmd.Flags().IntVar(&verifyN, "verify-entries", 100000, "entries in the verified bundle")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func hexHashes(hs []merkle.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = fmt.Sprintf("%x", h[:])
+	}
+	return out
+}
+
+func newAuditProveCmd() *cobra.Command {
+	var dir string
+	var index, size, from int64
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "prove --dir DIR (--index N | --from M) [--size S]",
+		Short: "Print an RFC 6962 inclusion proof of an entry, or a consistency proof between two sizes",
+		Long: `With --index, prove that entry N is in the tree of size S (default: the latest
+checkpoint); with --from, prove that the tree of size M is a prefix of the tree of
+size S. The proof is checked against the log's roots before it is printed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (index < 0) == (from < 0) {
+				return errors.New("give exactly one of --index and --from")
+			}
+			ctx := cmd.Context()
+			l, _, err := openAuditLog(ctx, dir)
+			if err != nil {
+				return err
+			}
+			defer l.Close(ctx)
+			cur, err := l.Size(ctx)
+			if err != nil {
+				return err
+			}
+			s := uint64(size)
+			if size < 0 {
+				s = cur
+			}
+			root, err := l.RootAt(ctx, s)
+			if err != nil {
+				return err
+			}
+			out := map[string]any{"tree_size": s, "root_hash": fmt.Sprintf("%x", root[:])}
+			if index >= 0 {
+				data, err := l.Entry(ctx, uint64(index))
+				if err != nil {
+					return err
+				}
+				p, err := l.InclusionProof(ctx, uint64(index), s)
+				if err != nil {
+					return err
+				}
+				leaf := merkle.LeafHash(data)
+				if err := merkle.VerifyInclusion(leaf, uint64(index), s, p, root); err != nil {
+					return err
+				}
+				out["index"], out["leaf_hash"], out["inclusion_proof"] = index, fmt.Sprintf("%x", leaf[:]), hexHashes(p)
+			} else {
+				p, err := l.ConsistencyProof(ctx, uint64(from), s)
+				if err != nil {
+					return err
+				}
+				r1, err := l.RootAt(ctx, uint64(from))
+				if err != nil {
+					return err
+				}
+				if err := merkle.VerifyConsistency(uint64(from), s, r1, root, p); err != nil {
+					return err
+				}
+				out["from_size"], out["from_root_hash"], out["consistency_proof"] = from, fmt.Sprintf("%x", r1[:]), hexHashes(p)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			w := cmd.OutOrStdout()
+			if index >= 0 {
+				fmt.Fprintf(w, "entry %d (leaf %s) is in the tree of size %d, root %s:\n", index, out["leaf_hash"], s, out["root_hash"])
+				for _, h := range out["inclusion_proof"].([]string) {
+					fmt.Fprintln(w, h)
+				}
+				return nil
+			}
+			fmt.Fprintf(w, "the tree of size %d (root %s) is a prefix of the tree of size %d (root %s):\n", from, out["from_root_hash"], s, out["root_hash"])
+			for _, h := range out["consistency_proof"].([]string) {
+				fmt.Fprintln(w, h)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "audit directory")
+	cmd.Flags().Int64Var(&index, "index", -1, "entry index for an inclusion proof")
+	cmd.Flags().Int64Var(&from, "from", -1, "older tree size for a consistency proof (> 0)")
+	cmd.Flags().Int64Var(&size, "size", -1, "tree size (default: the latest checkpoint)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

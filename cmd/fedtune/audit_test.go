@@ -104,6 +104,29 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatalf("bad kind: %v %s", err, out)
 	}
 
+	// Proofs, checked here against the roots the bundle will carry.
+	out, err = runAudit(t, "", "prove", "--dir", dir, "--index", "1", "--size", "3", "--json")
+	if err != nil {
+		t.Fatalf("prove: %v\n%s", err, out)
+	}
+	var pr struct {
+		TreeSize       uint64   `json:"tree_size"`
+		LeafHash       string   `json:"leaf_hash"`
+		InclusionProof []string `json:"inclusion_proof"`
+	}
+	if err := json.Unmarshal([]byte(out), &pr); err != nil || pr.TreeSize != 3 || len(pr.InclusionProof) != 2 {
+		t.Fatalf("prove output %s: %v", out, err)
+	}
+	if out, err := runAudit(t, "", "prove", "--dir", dir, "--from", "1", "--json"); err != nil || !strings.Contains(out, "consistency_proof") {
+		t.Fatalf("prove --from: %v\n%s", err, out)
+	}
+	if _, err := runAudit(t, "", "prove", "--dir", dir, "--from", "0"); err == nil {
+		t.Fatal("consistency proof from size 0 succeeded")
+	}
+	if _, err := runAudit(t, "", "prove", "--dir", dir, "--index", "99"); err == nil {
+		t.Fatal("proof for a missing entry succeeded")
+	}
+
 	bundle := filepath.Join(tmp, "bundle")
 	if out, err := runAudit(t, "", "export", "--dir", dir, "--out", bundle); err != nil || !strings.Contains(out, "exported 5 entries") {
 		t.Fatalf("export: %v\n%s", err, out)
