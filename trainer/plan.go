@@ -112,7 +112,7 @@ func plan(cfg *Config, resumeID string) (*Plan, *ledger.Ledger, error) {
 	if cfg.Delta >= 1/float64(n) {
 		return nil, nil, fmt.Errorf("%w: delta %g ≥ 1/%d records = %g", ErrDeltaTooLarge, cfg.Delta, n, 1/float64(n))
 	}
-	if led != nil && cfg.ReleaseDelta >= 1/float64(n) {
+	if cfg.ReleaseEpsilon > 0 && cfg.ReleaseDelta >= 1/float64(n) {
 		return nil, nil, fmt.Errorf("%w: release delta %g ≥ 1/%d", ErrDeltaTooLarge, cfg.ReleaseDelta, n)
 	}
 	p.NoiseMultiplier = cfg.NoiseMultiplier
