@@ -86,13 +86,12 @@ func NativeGo() Backend { return nativeGoBackend }
 func (nb *native) Name() string { return nb.name }
 
 func (nb *native) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	work := int64(m) * int64(n) * int64(k) // multiply-adds; no overflow where int has 32 bits
-	if work <= gemmSmall {
+	if choosePath(transB, m, n, k) == pathRef {
 		sgemmRef(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	t := Threads()
-	if w := work / gemmMinPerThread; w < int64(t) {
+	if w := int64(m) * int64(n) * int64(k) / gemmMinPerThread; w < int64(t) {
 		t = max(int(w), 1)
 	}
 	j := jobPool.Get().(*gemmJob)
@@ -120,19 +119,14 @@ func (nb *native) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 func (j *gemmJob) drive() {
 	owner := getWorkspace()
 	defer putWorkspace(owner)
-	// Skinny products read one operand in place instead of packing it:
-	// with at most two slivers of B every element of A would be packed to
-	// be used once or twice, and likewise B with few rows of A (only
-	// without transB: the micro-kernel needs rows of op(B) contiguous).
-	if j.transB && j.m <= gemvRows && j.n > 2*gemmNR {
-		// A few rows times Bᵀ (a matrix-vector product, as in
-		// generation): dot products against the rows of b, in place.
+	path := choosePath(j.transB, j.m, j.n, j.k)
+	if path == pathGemv {
 		j.gemv = true
 		j.run(min(4*j.threads, (j.n+gemvCols-1)/gemvCols), owner)
 		return
 	}
-	j.directA = j.n <= 2*gemmNR
-	j.directB = !j.transB && j.m <= 4*gemmMR
+	j.directA = path == pathDirectA || path == pathDirectAB
+	j.directB = path == pathDirectB || path == pathDirectAB
 	// Even row blocks of at most gemmMC rows, so the last one is not a
 	// sliver that leaves threads idle.
 	mblocks := (j.m + gemmMC - 1) / gemmMC
@@ -176,6 +170,39 @@ func (j *gemmJob) drive() {
 			j.run(j.mblocks*j.nsplit, owner)
 		}
 	}
+}
+
+// gemmPath is the strategy of the native backend for one shape.
+type gemmPath int
+
+const (
+	pathRef      gemmPath = iota // tiny: the reference loop
+	pathGemv                     // ≤ gemvRows rows times Bᵀ: dot products with rows of b
+	pathDirectA                  // n ≤ 2·gemmNR: A read in place, small B packed whole
+	pathDirectB                  // m ≤ 4·gemmMR, B not transposed: B read in place
+	pathDirectAB                 // both of the above
+	pathBlocked                  // everything else: full packing and cache blocking
+)
+
+// choosePath picks the strategy for a product. Skinny products read one
+// operand in place instead of packing it: with at most two slivers of B
+// every element of A would be packed to be used once or twice, and
+// likewise B with few rows of A (only without transB: the micro-kernel
+// needs rows of op(B) contiguous).
+func choosePath(transB bool, m, n, k int) gemmPath {
+	switch directA, directB := n <= 2*gemmNR, !transB && m <= 4*gemmMR; {
+	case int64(m)*int64(n)*int64(k) <= gemmSmall: // int64: no overflow where int has 32 bits
+		return pathRef
+	case transB && m <= gemvRows && n > 2*gemmNR:
+		return pathGemv
+	case directA && directB:
+		return pathDirectAB
+	case directA:
+		return pathDirectA
+	case directB:
+		return pathDirectB
+	}
+	return pathBlocked
 }
 
 // splitCols returns how many runs of slivers to cut the current panel of

@@ -87,6 +87,7 @@ type gemmCase struct {
 	alpha, beta    float32
 	padA, padB     int
 	padC           int
+	path           gemmPath // the native strategy the case is meant to exercise
 }
 
 func (tc gemmCase) String() string {
@@ -213,27 +214,32 @@ func gemmVia(be Backend) func(transA, transB bool, m, n, k int, alpha float32, a
 // with leading dimensions wider than the rows and every alpha/beta class.
 func TestSgemmBlocking(t *testing.T) {
 	cases := []gemmCase{
-		{m: 301, n: 45, k: 600, alpha: 1, beta: 0, padA: 3, padB: 1, padC: 2},
-		{transA: true, m: 150, n: 70, k: 513, alpha: -1.5, beta: 0.5, padA: 5, padC: 1},
-		{transB: true, m: 145, n: 33, k: 257, alpha: 1, beta: 1, padB: 7},
-		{transA: true, transB: true, m: 289, n: 49, k: 300, alpha: 0.25, beta: -2, padA: 1, padB: 2, padC: 3},
-		{m: 7, n: 4100, k: 9, alpha: 1, beta: 0, padC: 5},
-		{transB: true, m: 13, n: 4097, k: 20, alpha: 2, beta: 0.5, padB: 1, padC: 1},
-		{m: 1, n: 1000, k: 700, alpha: 1, beta: 0},
-		{transA: true, m: 1000, n: 1, k: 700, alpha: 1, beta: 0.5},
-		{m: 128, n: 128, k: 1, alpha: 3, beta: 0},
+		{m: 301, n: 45, k: 300, alpha: 1, beta: 0, padA: 3, padB: 1, padC: 2, path: pathBlocked},
+		{transA: true, m: 150, n: 70, k: 513, alpha: -1.5, beta: 0.5, padA: 5, padC: 1, path: pathBlocked},
+		{transB: true, m: 145, n: 33, k: 257, alpha: 1, beta: 1, padB: 7, path: pathBlocked},
+		{transA: true, transB: true, m: 289, n: 49, k: 300, alpha: 0.25, beta: -2, padA: 1, padB: 2, padC: 3, path: pathBlocked},
+		{m: 7, n: 4100, k: 9, alpha: 1, beta: 0, padC: 5, path: pathDirectB},
+		{transB: true, m: 13, n: 4097, k: 20, alpha: 2, beta: 0.5, padB: 1, padC: 1, path: pathBlocked},
+		{m: 1, n: 1000, k: 700, alpha: 1, beta: 0, path: pathDirectB},
+		{transA: true, m: 1000, n: 1, k: 700, alpha: 1, beta: 0.5, path: pathDirectA},
+		{m: 128, n: 128, k: 1, alpha: 3, beta: 0, path: pathBlocked},
 		// Skinny products that read A in place (n ≤ 32) or B in place
 		// (m ≤ 24, B not transposed), with partial slivers.
-		{m: 301, n: 17, k: 600, alpha: 1, beta: 0.5, padA: 2, padC: 1},
-		{transA: true, m: 1000, n: 32, k: 513, alpha: -1, beta: 0, padA: 1},
-		{transA: true, transB: true, m: 299, n: 16, k: 270, alpha: 1, beta: 1, padB: 3},
-		{m: 20, n: 4100, k: 300, alpha: 0.5, beta: 0, padB: 4, padC: 2},
-		{transA: true, m: 16, n: 519, k: 257, alpha: 1, beta: 2, padA: 1, padB: 1},
-		{m: 24, n: 30, k: 700, alpha: 1, beta: 0},
+		{m: 301, n: 17, k: 600, alpha: 1, beta: 0.5, padA: 2, padC: 1, path: pathDirectA},
+		{transA: true, m: 400, n: 32, k: 513, alpha: -1, beta: 0, padA: 1, path: pathDirectA},
+		{transA: true, transB: true, m: 299, n: 16, k: 270, alpha: 1, beta: 1, padB: 3, path: pathDirectA},
+		{m: 20, n: 1100, k: 300, alpha: 0.5, beta: 0, padB: 4, padC: 2, path: pathDirectB},
+		{transA: true, m: 16, n: 519, k: 257, alpha: 1, beta: 2, padA: 1, padB: 1, path: pathDirectB},
+		{m: 24, n: 30, k: 700, alpha: 1, beta: 0, path: pathDirectAB},
 		// A few rows times Bᵀ: dot products.
-		{transB: true, m: 1, n: 5000, k: 700, alpha: 1, beta: 0, padB: 3},
-		{transA: true, transB: true, m: 3, n: 100, k: 300, alpha: 2, beta: 0.5, padA: 1, padB: 1, padC: 4},
-		{transB: true, m: 4, n: 33, k: 1000, alpha: -1, beta: 1},
+		{transB: true, m: 1, n: 700, k: 700, alpha: 1, beta: 0, padB: 3, path: pathGemv},
+		{transA: true, transB: true, m: 3, n: 100, k: 300, alpha: 2, beta: 0.5, padA: 1, padB: 1, padC: 4, path: pathGemv},
+		{transB: true, m: 4, n: 33, k: 1000, alpha: -1, beta: 1, path: pathGemv},
+	}
+	for _, tc := range cases {
+		if got := choosePath(tc.transB, tc.m, tc.n, tc.k); got != tc.path {
+			t.Errorf("%v: native path %d, the case is meant for %d", tc, got, tc.path)
+		}
 	}
 	for _, be := range backends() {
 		rng := rand.New(rand.NewPCG(3, 4))
