@@ -3,6 +3,7 @@ package trainer
 import (
 	"math"
 	"os"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -39,10 +40,10 @@ func writePlot(path string, r *Report) error {
 		ep := plot.New()
 		ep.Title.Text = "privacy spent by this run"
 		ep.X.Label.Text = "step"
-		ep.Y.Label.Text = "ε (RDP bound)"
-		var e plotter.XYs
-		for i, v := range r.EpsilonCurve {
-			e = append(e, plotter.XY{X: float64(i + 1), Y: v})
+		ep.Y.Label.Text = "ε at δ=" + strconv.FormatFloat(r.Delta, 'g', -1, 64) + " (" + r.Accountant + ")"
+		e := plotter.XYs{{X: 0, Y: 0}}
+		for _, v := range r.EpsilonCurve {
+			e = append(e, plotter.XY{X: float64(v.Step), Y: v.Epsilon})
 		}
 		ln, err := plotter.NewLine(e)
 		if err != nil {

@@ -60,7 +60,7 @@ type Report struct {
 	EvalLossAfter     *float64         `json:"eval_loss_after"`
 	ClippedFraction   float64          `json:"clipped_fraction"`
 	TrainLoss         []float64        `json:"train_loss"`
-	EpsilonCurve      []float64        `json:"epsilon_curve,omitempty"`
+	EpsilonCurve      []CurvePoint     `json:"epsilon_curve,omitempty"`
 	Ledger            *LedgerPlan      `json:"ledger,omitempty"`
 	Released          *Released        `json:"released,omitempty"`
 	ResumedFromStep   int              `json:"resumed_from_step,omitempty"`
@@ -407,9 +407,8 @@ func train1(ctx context.Context, cfg *Config, m *model.Model, ad *model.Adapter,
 		r.ClippedFraction = float64(state.Clipped) / float64(state.Seen)
 	}
 	if !cfg.NoDP {
-		r.EpsilonCurve = make([]float64, p.Steps)
-		for t := range r.EpsilonCurve {
-			r.EpsilonCurve[t] = epsAt(t + 1)
+		if r.EpsilonCurve, err = epsilonCurve(cfg, p); err != nil {
+			return err
 		}
 	}
 	if eval != nil {
@@ -427,6 +426,43 @@ func train1(ctx context.Context, cfg *Config, m *model.Model, ad *model.Adapter,
 		r.Released = rel
 	}
 	return nil
+}
+
+// CurvePoint is ε (by the run's accountant, at the run's δ) after Step
+// DP-SGD steps.
+type CurvePoint struct {
+	Step    int     `json:"step"`
+	Epsilon float64 `json:"epsilon"`
+}
+
+// epsilonCurve evaluates ε after up to 12 evenly spaced step counts with the
+// run's accountant (PLD on a 1e-3 grid for the intermediate points, which is
+// still an upper bound).
+func epsilonCurve(cfg *Config, p *Plan) ([]CurvePoint, error) {
+	const points = 12
+	var out []CurvePoint
+	for i := 1; i <= points; i++ {
+		t := int(math.Round(float64(i) * float64(p.Steps) / points))
+		if t < 1 || (len(out) > 0 && out[len(out)-1].Step == t) {
+			continue
+		}
+		ev := accounting.DPSGD(p.SamplingRate, p.NoiseMultiplier, t)
+		var e float64
+		var err error
+		switch {
+		case t == p.Steps && p.Release == nil:
+			e = p.Epsilon // the run's reported ε
+		case cfg.Accountant == accounting.AccountantPLD:
+			e, err = accounting.EpsilonPLD(ev, cfg.Delta, &accounting.PLDOptions{Interval: 1e-3})
+		default:
+			e, err = accounting.EpsilonRDP(ev, cfg.Delta, nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, CurvePoint{Step: t, Epsilon: e})
+	}
+	return out, nil
 }
 
 // firstLast returns the first and last finite losses (steps with an empty
