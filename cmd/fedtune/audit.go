@@ -75,7 +75,7 @@ func newAuditInitCmd() *cobra.Command {
 				return errors.New("--dir is required")
 			}
 			if origin == "" {
-				origin = "fedtune/audit/" + federation
+				origin = "fedtune.audit/" + federation
 			}
 			ctx := cmd.Context()
 			pass, err := keystore.PassphraseFromEnv()
