@@ -142,10 +142,10 @@ func printLedger(w io.Writer, dir string, l *ledger.Ledger, jsonOut bool) error 
 
 func newEpsilonCmd() *cobra.Command {
 	var (
-		q, sigma, delta float64
-		steps           int
-		acct            string
-		jsonOut         bool
+		q, sigma, delta   float64
+		steps             int
+		acct              string
+		jsonOut, extended bool
 	)
 	cmd := &cobra.Command{
 		Use:   "epsilon",
@@ -163,7 +163,12 @@ func newEpsilonCmd() *cobra.Command {
 			if steps < 1 {
 				return fmt.Errorf("--steps: want ≥ 1, got %d", steps)
 			}
-			eps, err := accounting.Epsilon(a, e, delta)
+			var eps float64
+			if extended && a == accounting.AccountantRDP {
+				eps, err = accounting.EpsilonRDP(e, delta, accounting.ExtendedOrders())
+			} else {
+				eps, err = accounting.Epsilon(a, e, delta)
+			}
 			if err != nil {
 				return err
 			}
@@ -181,6 +186,7 @@ func newEpsilonCmd() *cobra.Command {
 	f.IntVar(&steps, "steps", 0, "number of steps T")
 	f.Float64Var(&delta, "delta", 1e-5, "δ")
 	f.StringVar(&acct, "accountant", "pld", "accountant: rdp or pld")
+	f.BoolVar(&extended, "extended-orders", false, "rdp: also use orders 64…256, 512 and 1024 (helps for tiny ε or δ)")
 	f.BoolVar(&jsonOut, "json", false, "print JSON")
 	return cmd
 }

@@ -37,6 +37,20 @@ func TestDPEpsilonJSON(t *testing.T) {
 	if math.Abs(r.Epsilon-7.32911117143) > 1e-7 {
 		t.Errorf("epsilon %v", r.Epsilon)
 	}
+	// More orders can only lower the RDP bound.
+	out2, err := runDP(t, "epsilon", "--sampling-rate", "0.001", "--noise-multiplier", "5", "--steps", "10",
+		"--delta", "1e-10", "--accountant", "rdp", "--extended-orders", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out3, _ := runDP(t, "epsilon", "--sampling-rate", "0.001", "--noise-multiplier", "5", "--steps", "10",
+		"--delta", "1e-10", "--accountant", "rdp", "--json")
+	var r2, r3 struct{ Epsilon float64 }
+	json.Unmarshal([]byte(out2), &r2)
+	json.Unmarshal([]byte(out3), &r3)
+	if !(r2.Epsilon < r3.Epsilon) {
+		t.Errorf("extended orders %v, default %v", r2.Epsilon, r3.Epsilon)
+	}
 	if _, err := runDP(t, "epsilon", "--sampling-rate", "2", "--noise-multiplier", "1", "--steps", "3", "--json"); err == nil {
 		t.Error("q=2 accepted")
 	}
