@@ -129,7 +129,7 @@ func newAuditInitCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the new log (must not exist or be empty)")
-	cmd.Flags().StringVar(&origin, "origin", "", `log name, first line of every checkpoint (default "fedtune/audit/<federation>")`)
+	cmd.Flags().StringVar(&origin, "origin", "", `log name, first line of every checkpoint (default "fedtune.audit/<federation>")`)
 	cmd.Flags().StringVar(&federation, "federation", "default", "federation id recorded in entries")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
