@@ -15,11 +15,12 @@
 // # Parallelism
 //
 // The word range is cut into chunks of [ChunkWords] words (a multiple of 4,
-// so each chunk starts on an AES block boundary, at counter i/4). Workers take
-// chunks from a shared counter; for each chunk every key's keystream is
-// generated into a small cache-resident buffer and added into the chunk of
-// the accumulator, so the accumulator is read and written once in total, not
-// once per key. The result does not depend on the number of workers.
+// so each chunk starts on an AES block boundary, at counter i/4), and each
+// worker takes a contiguous run of chunks. For each chunk every key's
+// keystream is generated into a small cache-resident buffer and added into
+// the chunk of the accumulator, four keys per pass, so the accumulator is
+// read and written once per four keys, not once per key. The result does not
+// depend on the number of workers.
 package prg
 
 import (
@@ -30,7 +31,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 )
 
 // ChunkWords is the number of words a worker processes per key before moving
@@ -126,10 +126,13 @@ func run(m int, dst []uint32, terms []Term, base [16]byte, workers int) {
 	})
 	nchunks := (m + ChunkWords - 1) / ChunkWords
 	w := min(Workers(workers), nchunks)
-	var next atomic.Int64
 	var wg sync.WaitGroup
 	zeros := make([]byte, 4*ChunkWords)
-	for range w {
+	for k := range w {
+		// Worker k owns a contiguous run of chunks, so one CTR stream per
+		// key carries on from chunk to chunk (every chunk but the last is a
+		// whole number of AES blocks) instead of being set up per chunk.
+		first, last := k*nchunks/w, (k+1)*nchunks/w
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -137,15 +140,15 @@ func run(m int, dst []uint32, terms []Term, base [16]byte, workers int) {
 			for i := range bufs {
 				bufs[i] = make([]byte, 4*ChunkWords)
 			}
-			for {
-				c := int(next.Add(1) - 1)
-				if c >= nchunks {
-					return
-				}
+			iv := counterIV(base, uint64(first*ChunkWords/4))
+			streams := make([]cipher.Stream, len(ex))
+			for j := range ex {
+				streams[j] = cipher.NewCTR(ex[j].block, iv[:])
+			}
+			for c := first; c < last; c++ {
 				start := c * ChunkWords
 				end := min(start+ChunkWords, m)
 				n := end - start
-				iv := counterIV(base, uint64(start/4))
 				for i := 0; i < len(ex); {
 					// A group: up to four consecutive terms of one sign.
 					g := 1
@@ -153,7 +156,7 @@ func run(m int, dst []uint32, terms []Term, base [16]byte, workers int) {
 						g++
 					}
 					for j := range g {
-						cipher.NewCTR(ex[i+j].block, iv[:]).XORKeyStream(bufs[j][:4*n], zeros[:4*n])
+						streams[i+j].XORKeyStream(bufs[j][:4*n], zeros[:4*n])
 					}
 					if dst != nil {
 						d := dst[start:end]
