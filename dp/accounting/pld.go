@@ -70,7 +70,7 @@ func NewPLD(e Event, opts *PLDOptions) (*PLD, error) {
 		return nil, err
 	}
 	p := &PLD{interval: o.Interval, tail: o.TailMass}
-	p.remove, p.add, err = p.build(e)
+	p.remove, p.add, err = p.build(Simplify(e))
 	if err != nil {
 		return nil, err
 	}
