@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -170,7 +171,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// 3. Make the run id durable, then record the spend.
 	if !resumed {
 		var id [16]byte
-		if _, err := cfg.Entropy.Read(id[:]); err != nil {
+		if _, err := io.ReadFull(cfg.Entropy, id[:]); err != nil {
 			return nil, fmt.Errorf("run id: %w", err)
 		}
 		meta = runMeta{RunID: hex.EncodeToString(id[:]), ConfigDigest: digest}
