@@ -60,6 +60,8 @@ type Result struct {
 	// of N masks into an m-word vector); KernelOverKeystream its ratio.
 	MaskKernelS         float64 `json:"mask_kernel_s"`
 	KernelOverKeystream float64 `json:"kernel_over_keystream"`
+	// KernelOverKeystreamCPU is the kernel's ratio in process CPU time.
+	KernelOverKeystreamCPU float64 `json:"kernel_over_keystream_cpu"`
 	// ServerUnmaskS is the time of the server's Finish of stage Unmask:
 	// rebuilding secrets from shares and removing the self masks of the
 	// survivors and the pairwise masks of the dropped sites.
@@ -160,16 +162,17 @@ func Run(c Config) (*Result, error) {
 		rand.Read(terms[i].Key[:])
 		terms[i].Neg = i%2 == 1
 	}
-	var ks, ksCPU, kernel []float64
+	var ks, ksCPU, kernel, kernelCPU []float64
 	baseline := func() {
 		t0, c0 := time.Now(), cpuTime()
 		prg.Keystream(c.Params, terms, c.Threads)
 		ks = append(ks, time.Since(t0).Seconds())
 		ksCPU = append(ksCPU, (cpuTime() - c0).Seconds())
 		v := make([]uint32, c.Params)
-		t0 = time.Now()
+		t0, c0 = time.Now(), cpuTime()
 		prg.Apply(v, terms, c.Threads)
 		kernel = append(kernel, time.Since(t0).Seconds())
+		kernelCPU = append(kernelCPU, (cpuTime() - c0).Seconds())
 	}
 	baseline()
 
@@ -243,6 +246,7 @@ func Run(c Config) (*Result, error) {
 		res.ClientMaskCPUS, res.KeystreamCPUS = median(clientCPU), median(ksCPU)
 		if res.KeystreamCPUS > 0 {
 			res.ClientOverKeystreamCPU = res.ClientMaskCPUS / res.KeystreamCPUS
+			res.KernelOverKeystreamCPU = median(kernelCPU) / res.KeystreamCPUS
 		}
 	}
 	res.ClientOverKeystream = res.ClientMaskS / res.KeystreamS
