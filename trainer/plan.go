@@ -34,15 +34,22 @@ type Plan struct {
 
 // LedgerPlan is the ledger's view of a run.
 type LedgerPlan struct {
-	Spent, Projected, Cap, Delta float64
+	// Spent is the ledger's ε before this run; Projected after it.
+	Spent     float64 `json:"epsilon_spent_before"`
+	Projected float64 `json:"epsilon_after"`
+	Cap       float64 `json:"epsilon_cap"`
+	Delta     float64 `json:"delta"`
 }
 
 // ReleasePlan is the noise of the statistics released with Google's library.
 type ReleasePlan struct {
-	Epsilon, Delta float64
-	// Sigma of the count (sensitivity 1) and of the eval-loss sum
+	Epsilon float64 `json:"epsilon_each"`
+	Delta   float64 `json:"delta_each"`
+	// Sigma of the counts (sensitivity 1) and of the eval-loss sum
 	// (sensitivity LossBound).
-	CountSigma, LossSigma, LossBound float64
+	CountSigma float64 `json:"count_sigma"`
+	LossSigma  float64 `json:"loss_sigma"`
+	LossBound  float64 `json:"loss_bound"`
 }
 
 // ErrDeltaTooLarge refuses δ ≥ 1/N, which would allow releasing a record.
