@@ -39,8 +39,8 @@ const (
 	gemvCols = 64
 )
 
-// maxBlocks bounds the threads of one call.
-const maxBlocks = 1 << 10
+// maxThreads bounds the threads of one call.
+const maxThreads = 1 << 10
 
 // taskMask extracts a 24-bit task counter of gemmJob.state. A phase has at
 // most max(⌈m/gemmMC⌉, 8·threads) tasks, far below 2²⁴ for any m that fits
@@ -95,7 +95,7 @@ func (nb *native) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []flo
 		t = max(int(w), 1)
 	}
 	j := jobPool.Get().(*gemmJob)
-	j.nb, j.threads = nb, min(t, maxBlocks)
+	j.nb, j.threads = nb, min(t, maxThreads)
 	j.transA, j.transB = transA, transB
 	j.m, j.n, j.k = m, n, k
 	j.alpha, j.beta = alpha, beta
