@@ -17,9 +17,12 @@
 //
 // The native backend splits C into blocks of whole rows or columns, never
 // the k dimension, so every element of C is summed in the same order
-// whatever the thread count: results are bit-identical for 1 and for N
-// threads. They are not bit-identical across backends or between the
-// assembly and the pure-Go micro-kernel (different fused-multiply-add use).
+// whatever the thread count: for a given shape, results are bit-identical
+// for 1 and for N threads. They are not bit-identical across backends,
+// between the assembly and the pure-Go micro-kernel (different
+// fused-multiply-add use), or between shapes (a 1×n product takes a
+// matrix-vector path, so its row may differ in the last bits from the
+// same row inside an m×n product).
 package kernels
 
 import "fmt"
