@@ -47,15 +47,33 @@ func Attention[F Float](out, q, k, v []F, nq, nk, nHeads, nKV, headDim int, prob
 			p = probs[h*nq*nk : (h+1)*nq*nk]
 		}
 		attentionProbs(p, q[h*headDim:], k[g*headDim:], nq, nk, qd, kd, headDim, scale)
-		// out_h = P V_g
-		Gemm(false, false, nq, headDim, nk, 1, p, nk, v[g*headDim:], kd, 0, out[h*headDim:], qd)
+		// out_h = P V_g, by query blocks: block rows see keys [0, kn) only.
+		for q0 := 0; q0 < nq; q0 += attnBlock {
+			q1, kn := causalBlock(q0, nq, nk)
+			Gemm(false, false, q1-q0, headDim, kn, 1, p[q0*nk:], nk, v[g*headDim:], kd, 0, out[q0*qd+h*headDim:], qd)
+		}
 	}
+}
+
+// attnBlock is the number of query rows attention processes at a time.
+// Causality lets a block skip the keys after its last row, which halves
+// the work of long sequences.
+var attnBlock = 64
+
+// causalBlock returns the end of the query block starting at q0 and the
+// number of keys its rows attend.
+func causalBlock(q0, nq, nk int) (q1, kn int) {
+	q1 = min(q0+attnBlock, nq)
+	return q1, nk - nq + q1
 }
 
 // attentionProbs writes P = causal softmax(scale·Q_h K_gᵀ) into p (nq×nk),
 // with zeros above the causal diagonal.
 func attentionProbs[F Float](p, qh, kg []F, nq, nk, qd, kd, headDim int, scale F) {
-	Gemm(false, true, nq, nk, headDim, scale, qh, qd, kg, kd, 0, p, nk)
+	for q0 := 0; q0 < nq; q0 += attnBlock {
+		q1, kn := causalBlock(q0, nq, nk)
+		Gemm(false, true, q1-q0, kn, headDim, scale, qh[q0*qd:], qd, kg, kd, 0, p[q0*nk:], nk)
+	}
 	for i := 0; i < nq; i++ {
 		off := nk - nq + i
 		row := p[i*nk : i*nk+nk]
@@ -103,15 +121,19 @@ func AttentionBackward[F Float](dq, dk, dv, dout, q, k, v []F, nq, nk, nHeads, n
 			p = scratch[nq*nk : 2*nq*nk]
 			attentionProbs(p, q[h*headDim:], k[g*headDim:], nq, nk, qd, kd, headDim, scale)
 		}
-		Gemm(true, false, nk, headDim, nq, 1, p, nk, dout[h*headDim:], qd, 1, dv[g*headDim:], kd)
-		Gemm(false, true, nq, nk, headDim, 1, dout[h*headDim:], qd, v[g*headDim:], kd, 0, dp, nk)
-		for i := 0; i < nq; i++ {
-			off := nk - nq + i
-			softmaxBackRow(dp[i*nk:i*nk+off+1], dp[i*nk:i*nk+off+1], p[i*nk:i*nk+off+1])
-			clear(dp[i*nk+off+1 : i*nk+nk])
+		for q0 := 0; q0 < nq; q0 += attnBlock {
+			q1, kn := causalBlock(q0, nq, nk)
+			m := q1 - q0
+			Gemm(true, false, kn, headDim, m, 1, p[q0*nk:], nk, dout[q0*qd+h*headDim:], qd, 1, dv[g*headDim:], kd)
+			Gemm(false, true, m, kn, headDim, 1, dout[q0*qd+h*headDim:], qd, v[g*headDim:], kd, 0, dp[q0*nk:], nk)
+			for i := q0; i < q1; i++ {
+				off := nk - nq + i
+				softmaxBackRow(dp[i*nk:i*nk+off+1], dp[i*nk:i*nk+off+1], p[i*nk:i*nk+off+1])
+				clear(dp[i*nk+off+1 : i*nk+kn])
+			}
+			Gemm(false, false, m, headDim, kn, scale, dp[q0*nk:], nk, k[g*headDim:], kd, 0, dq[q0*qd+h*headDim:], qd)
+			Gemm(true, false, kn, headDim, m, scale, dp[q0*nk:], nk, q[q0*qd+h*headDim:], qd, 1, dk[g*headDim:], kd)
 		}
-		Gemm(false, false, nq, headDim, nk, scale, dp, nk, k[g*headDim:], kd, 0, dq[h*headDim:], qd)
-		Gemm(true, false, nk, headDim, nq, scale, dp, nk, q[h*headDim:], qd, 1, dk[g*headDim:], kd)
 	}
 }
 

@@ -33,7 +33,20 @@ func attentionRef(out, q, k, v []float64, nq, nk, nHeads, nKV, hd int) {
 	}
 }
 
+// withAttnBlock runs f with query blocks of b rows.
+func withAttnBlock(b int, f func()) {
+	defer func(old int) { attnBlock = old }(attnBlock)
+	attnBlock = b
+	f()
+}
+
 func TestAttentionMatchesReference(t *testing.T) {
+	for _, b := range []int{64, 1, 2, 3} {
+		withAttnBlock(b, func() { testAttentionMatchesReference(t) })
+	}
+}
+
+func testAttentionMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	for _, c := range [][5]int{{7, 7, 4, 2, 8}, {1, 9, 4, 1, 8}, {4, 10, 6, 3, 4}} {
 		nq, nk, heads, kv, hd := c[0], c[1], c[2], c[3], c[4]

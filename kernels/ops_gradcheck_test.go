@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -182,6 +183,14 @@ func TestCrossEntropyGrad(t *testing.T) {
 }
 
 func TestAttentionGrad(t *testing.T) {
+	for _, b := range []int{64, 2, 3} {
+		t.Run(fmt.Sprintf("block%d", b), func(t *testing.T) {
+			withAttnBlock(b, func() { testAttentionGrad(t) })
+		})
+	}
+}
+
+func testAttentionGrad(t *testing.T) {
 	for _, tc := range []struct {
 		name                 string
 		nq, nk, heads, kv, d int
