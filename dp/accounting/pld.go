@@ -353,22 +353,25 @@ func (p pmf) epsilon(delta, interval float64) float64 {
 	if p.inf > delta {
 		return math.Inf(1)
 	}
-	var sum, sumExp float64
+	// Scan down from the largest loss, keeping S = Σ_{k≥j} p_k and
+	// log E = log Σ_{k≥j} p_k e^{−l_k} (in logs: e^{−l_k} overflows for
+	// very negative losses). On [l_{j−1}, l_j], δ(ε) = inf + S − e^ε E.
+	var sum float64
+	logE := math.Inf(-1)
 	for j := len(p.probs) - 1; j >= 0; j-- {
 		lj := float64(p.offset+j) * interval
-		sum += p.probs[j]
-		sumExp += p.probs[j] * math.Exp(-lj)
-		lower := float64(p.offset+j-1) * interval
-		if lower < 0 {
-			lower = 0
+		if p.probs[j] > 0 {
+			sum += p.probs[j]
+			logE = logAdd(logE, math.Log(p.probs[j])-lj)
 		}
+		lower := math.Max(0, float64(p.offset+j-1)*interval)
 		if lower >= lj {
-			// lj ≤ 0: no positive ε below here.
-			return 0
+			return 0 // l_j ≤ 0: no positive ε below here
 		}
-		if p.inf+sum-math.Exp(lower)*sumExp > delta {
-			// The solution lies in [lower, lj].
-			e := math.Log((p.inf + sum - delta) / sumExp)
+		excess := p.inf + sum - delta // δ(ε) − δ_target = excess − e^ε E
+		if excess > 0 && math.Log(excess) > lower+logE {
+			// δ(lower) > target: the solution lies in [lower, l_j].
+			e := math.Log(excess) - logE
 			return math.Min(lj, math.Max(lower, e))
 		}
 		if lower == 0 {

@@ -182,3 +182,21 @@ func TestPLDTooLarge(t *testing.T) {
 		t.Error("huge count accepted")
 	}
 }
+
+// Losses far below −709, where e^{−l} overflows, must not break the ε
+// search: two atoms at l = −1000 and l = 1 (mass ½ each) have
+// δ(ε) = ½(1 − e^{ε−1}) for 0 ≤ ε < 1, so δ = 0.1 gives ε = 1 + log 0.8.
+func TestPMFEpsilonExtremeLosses(t *testing.T) {
+	const interval = 1e-3
+	p := pmf{offset: -1_000_000, probs: make([]float64, 1_001_001)}
+	p.probs[0] = 0.5
+	p.probs[len(p.probs)-1] = 0.5
+	got := p.epsilon(0.1, interval)
+	want := 1 + math.Log(0.8)
+	if math.Abs(got-want) > 1e-12 {
+		t.Errorf("ε=%v, want %v", got, want)
+	}
+	if d := p.delta(want, interval); math.Abs(d-0.1) > 1e-12 {
+		t.Errorf("δ(ε)=%v, want 0.1", d)
+	}
+}
