@@ -141,8 +141,10 @@ func sgemmRef(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 }
 
 // Dgemm is Sgemm in float64, used for reference computations and gradient
-// checks. Same contract as Sgemm, but it is always the single-threaded
-// reference loop (bit-reproducible, not fast).
+// checks. Same contract and reference loop as Sgemm. It is single-threaded
+// and evaluates the reference loop exactly: every element is summed over p
+// in increasing order and then scaled, only the loops are reordered for
+// contiguous access, so results are bit-identical to the loop as written.
 func Dgemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
 	checkGemm("Dgemm", transA, transB, m, n, k, lda, len(a), ldb, len(b), ldc, len(c))
 	if m == 0 || n == 0 {
@@ -161,27 +163,53 @@ func Dgemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int
 		}
 		return
 	}
+	var arow, acc []float64
+	if transA {
+		arow = make([]float64, k)
+	}
+	if !transB {
+		acc = make([]float64, n)
+	}
 	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			var s float64
-			for p := 0; p < k; p++ {
-				var x, y float64
-				if transA {
-					x = a[p*lda+i]
-				} else {
-					x = a[i*lda+p]
-				}
-				if transB {
-					y = b[j*ldb+p]
-				} else {
-					y = b[p*ldb+j]
-				}
-				s += x * y
+		// arow = row i of op(A).
+		if transA {
+			for p := range arow {
+				arow[p] = a[p*lda+i]
 			}
+		} else {
+			arow = a[i*lda : i*lda+k]
+		}
+		crow := c[i*ldc : i*ldc+n]
+		if transB {
+			// op(B)[p][j] = b[j*ldb+p]: column j of op(B) is a row of b.
+			for j := range crow {
+				brow := b[j*ldb : j*ldb+k]
+				var s float64
+				for p, x := range arow {
+					s += x * brow[p]
+				}
+				if beta == 0 {
+					crow[j] = alpha * s
+				} else {
+					crow[j] = alpha*s + beta*crow[j]
+				}
+			}
+			continue
+		}
+		// op(B)[p][j] = b[p*ldb+j]: accumulate the n sums of row i side by
+		// side, each still over p in increasing order.
+		clear(acc)
+		for p, x := range arow {
+			brow := b[p*ldb : p*ldb+n]
+			for j, y := range brow {
+				acc[j] += x * y
+			}
+		}
+		for j, s := range acc {
 			if beta == 0 {
-				c[i*ldc+j] = alpha * s
+				crow[j] = alpha * s
 			} else {
-				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
+				crow[j] = alpha*s + beta*crow[j]
 			}
 		}
 	}

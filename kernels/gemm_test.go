@@ -665,6 +665,78 @@ func TestDgemm(t *testing.T) {
 	}
 }
 
+// dgemmRef is Dgemm's reference loop as its doc comment writes it.
+func dgemmRef(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				var x, y float64
+				if transA {
+					x = a[p*lda+i]
+				} else {
+					x = a[i*lda+p]
+				}
+				if transB {
+					y = b[j*ldb+p]
+				} else {
+					y = b[p*ldb+j]
+				}
+				s += x * y
+			}
+			if beta == 0 {
+				c[i*ldc+j] = alpha * s
+			} else {
+				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
+			}
+		}
+	}
+}
+
+// TestDgemmMatchesReferenceLoop: Dgemm reorders the loops but must give
+// the reference loop's bits, for every transpose, stride and beta.
+func TestDgemmMatchesReferenceLoop(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, sh := range [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 13, 29}, {40, 33, 64}, {6, 70, 3}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		for tr := 0; tr < 4; tr++ {
+			transA, transB := tr&1 != 0, tr&2 != 0
+			for _, beta := range []float64{0, 1, -0.3} {
+				lda, ldb, ldc := k+2, n+1, n+3
+				if transA {
+					lda = m + 2
+				}
+				if transB {
+					ldb = k + 1
+				}
+				ar, br := m, k
+				if transA {
+					ar = k
+				}
+				if transB {
+					br = n
+				}
+				a := make([]float64, ar*lda)
+				b := make([]float64, br*ldb)
+				c := make([]float64, m*ldc)
+				for _, s := range [][]float64{a, b, c} {
+					for x := range s {
+						s[x] = rng.NormFloat64()
+					}
+				}
+				want := append([]float64(nil), c...)
+				dgemmRef(transA, transB, m, n, k, 0.7, a, lda, b, ldb, beta, want, ldc)
+				Dgemm(transA, transB, m, n, k, 0.7, a, lda, b, ldb, beta, c, ldc)
+				for x := range c {
+					if math.Float64bits(c[x]) != math.Float64bits(want[x]) {
+						t.Fatalf("%dx%dx%d tA=%v tB=%v beta=%v: element %d = %v, reference loop %v", m, n, k, transA, transB, beta, x, c[x], want[x])
+					}
+				}
+			}
+		}
+	}
+}
+
 func randSlice(rng *rand.Rand, n int) []float32 {
 	s := make([]float32, n)
 	for i := range s {
