@@ -472,3 +472,48 @@ func TestCountRecordsMatchesLoad(t *testing.T) {
 		t.Errorf("count %d, loaded %d", n, len(ds.Examples))
 	}
 }
+
+// Continuing from an adapter starts where it ended, with its LoRA
+// configuration (here FFA-LoRA: A never changes).
+func TestInitAdapterContinues(t *testing.T) {
+	f := newFixture(t)
+	d := t.TempDir()
+	cfg := f.config(filepath.Join(d, "first"))
+	cfg.NoiseMultiplier = 0.8
+	cfg.Steps = 10
+	cfg.LoRA.FFA = true
+	r1, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := f.config(filepath.Join(d, "second"))
+	cfg2.NoiseMultiplier = 0.8
+	cfg2.Steps = 5
+	cfg2.InitAdapter = filepath.Join(d, "first")
+	cfg2.LoRA = model.LoRAConfig{} // taken from the adapter
+	r2, err := Run(context.Background(), cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(*r2.EvalLossBefore-*r1.EvalLossAfter) > 1e-9 {
+		t.Errorf("continued run starts at eval loss %v, first run ended at %v", *r2.EvalLossBefore, *r1.EvalLossAfter)
+	}
+	if !r2.LoRA.FFA || r2.LoRA.R != 4 {
+		t.Errorf("LoRA config %+v not taken from the adapter", r2.LoRA)
+	}
+	a1, err := model.LoadAdapter(filepath.Join(d, "first"), f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := model.LoadAdapter(filepath.Join(d, "second"), f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mod := range []string{"q_proj", "v_proj", "down_proj"} {
+		A1, _, _ := a1.Matrices(0, mod)
+		A2, _, _ := a2.Matrices(0, mod)
+		if fmt.Sprint(A1) != fmt.Sprint(A2) {
+			t.Errorf("%s: A changed under FFA-LoRA", mod)
+		}
+	}
+}
