@@ -24,8 +24,8 @@ func writePlot(path string, r *Report) error {
 	loss.Y.Label.Text = "mean loss of the step's batch"
 	var pts plotter.XYs
 	for i, l := range r.TrainLoss {
-		if !math.IsNaN(l) {
-			pts = append(pts, plotter.XY{X: float64(i + 1), Y: l})
+		if !math.IsNaN(float64(l)) {
+			pts = append(pts, plotter.XY{X: float64(i + 1), Y: float64(l)})
 		}
 	}
 	if len(pts) > 0 {

@@ -55,12 +55,12 @@ type Report struct {
 	EvalRecords       int              `json:"eval_records"`
 	Truncated         int              `json:"truncated_records"`
 	DatasetSHA256     string           `json:"dataset_sha256"`
-	TrainLossFirst    float64          `json:"train_loss_first"`
-	TrainLossLast     float64          `json:"train_loss_last"`
+	TrainLossFirst    Float            `json:"train_loss_first"`
+	TrainLossLast     Float            `json:"train_loss_last"`
 	EvalLossBefore    *float64         `json:"eval_loss_before"`
 	EvalLossAfter     *float64         `json:"eval_loss_after"`
 	ClippedFraction   float64          `json:"clipped_fraction"`
-	TrainLoss         []float64        `json:"train_loss"`
+	TrainLoss         []Float          `json:"train_loss"`
 	EpsilonCurve      []CurvePoint     `json:"epsilon_curve,omitempty"`
 	Ledger            *LedgerPlan      `json:"ledger,omitempty"`
 	Released          *Released        `json:"released,omitempty"`
@@ -94,13 +94,13 @@ type runMeta struct {
 
 // ckptState is a checkpoint's state.json.
 type ckptState struct {
-	Step           int       `json:"step"`
-	TrainLoss      []float64 `json:"train_loss"`
-	Clipped        int64     `json:"clipped"`
-	Seen           int64     `json:"seen"`
-	OptimizerT     int       `json:"optimizer_t"`
-	OptimizerSHA   string    `json:"optimizer_sha256"`
-	EvalLossBefore *float64  `json:"eval_loss_before"`
+	Step           int      `json:"step"`
+	TrainLoss      []Float  `json:"train_loss"`
+	Clipped        int64    `json:"clipped"`
+	Seen           int64    `json:"seen"`
+	OptimizerT     int      `json:"optimizer_t"`
+	OptimizerSHA   string   `json:"optimizer_sha256"`
+	EvalLossBefore *float64 `json:"eval_loss_before"`
 }
 
 // Run trains an adapter as cfg says; see the package documentation.
@@ -387,7 +387,7 @@ func train1(ctx context.Context, cfg *Config, m *model.Model, ad *model.Adapter,
 		if len(idx) > 0 {
 			stepLoss = lossSum / float64(len(idx))
 		}
-		state.TrainLoss = append(state.TrainLoss, stepLoss)
+		state.TrainLoss = append(state.TrainLoss, Float(stepLoss))
 		state.Step = step + 1
 		if cfg.Progress != nil {
 			cfg.Progress(Progress{Step: step + 1, Steps: p.Steps, Loss: stepLoss, Epsilon: epsAt(step + 1), Batch: len(idx)})
@@ -468,11 +468,11 @@ func epsilonCurve(cfg *Config, p *Plan) ([]CurvePoint, error) {
 
 // firstLast returns the first and last finite losses (steps with an empty
 // Poisson sample have none).
-func firstLast(ls []float64) (first, last float64) {
-	first, last = math.NaN(), math.NaN()
+func firstLast(ls []Float) (first, last Float) {
+	first, last = Float(math.NaN()), Float(math.NaN())
 	for _, l := range ls {
-		if !math.IsNaN(l) {
-			if math.IsNaN(first) {
+		if !math.IsNaN(float64(l)) {
+			if math.IsNaN(float64(first)) {
 				first = l
 			}
 			last = l

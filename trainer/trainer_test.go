@@ -517,3 +517,46 @@ func TestInitAdapterContinues(t *testing.T) {
 		}
 	}
 }
+
+// With B = 1 most Poisson samples are empty: those steps still add noise,
+// have no loss (null in JSON), and the run and its resume still work.
+func TestEmptyPoissonSamples(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.config(filepath.Join(t.TempDir(), "out"))
+	cfg.ExpectedBatchSize = 1
+	cfg.NoiseMultiplier = 1
+	cfg.Steps = 20
+	cfg.CheckpointEvery = 5
+	cfg.Seeded, cfg.Seed = true, 3
+	r, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := 0
+	for _, l := range r.TrainLoss {
+		if math.IsNaN(float64(l)) {
+			empty++
+		}
+	}
+	// P(empty) = (1 − 1/400)^400 ≈ e^{−1}: about 7 of 20 (fixed by the seed).
+	if empty < 2 {
+		t.Errorf("%d empty steps of 20 at q=1/400", empty)
+	}
+	b, _ := os.ReadFile(filepath.Join(cfg.OutDir, ReportFile))
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil || !bytes.Contains(b, []byte("null")) {
+		t.Fatalf("report: %v", err)
+	}
+	if len(back.TrainLoss) != 20 || !math.IsNaN(float64(back.TrainLoss[indexNaN(r.TrainLoss)])) {
+		t.Error("NaN losses do not round-trip as null")
+	}
+}
+
+func indexNaN(ls []Float) int {
+	for i, l := range ls {
+		if math.IsNaN(float64(l)) {
+			return i
+		}
+	}
+	return 0
+}
