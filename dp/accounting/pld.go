@@ -397,7 +397,12 @@ func (p *PLD) Epsilon(delta float64) (float64, error) {
 	if !(delta > 0 && delta < 1) {
 		return 0, fmt.Errorf("pld: delta must be in (0, 1), got %v", delta)
 	}
-	return math.Max(p.remove.epsilon(delta, p.interval), p.add.epsilon(delta, p.interval)), nil
+	e := math.Max(p.remove.epsilon(delta, p.interval), p.add.epsilon(delta, p.interval))
+	if math.IsInf(e, 1) {
+		return e, fmt.Errorf("pld: delta %g is below the mass this discretisation puts on an infinite loss (%g); use a larger delta or a smaller tail mass",
+			delta, math.Max(p.remove.inf, p.add.inf))
+	}
+	return e, nil
 }
 
 // Delta is the smallest δ with (eps, δ)-DP for both directions.

@@ -200,3 +200,10 @@ func TestPMFEpsilonExtremeLosses(t *testing.T) {
 		t.Errorf("δ(ε)=%v, want 0.1", d)
 	}
 }
+
+func TestPLDDeltaBelowResolution(t *testing.T) {
+	_, err := EpsilonPLD(DPSGD(0.01, 1, 10), 1e-17, nil)
+	if err == nil || !strings.Contains(err.Error(), "infinite loss") {
+		t.Errorf("got %v", err)
+	}
+}
