@@ -130,6 +130,10 @@ func plan(cfg *Config, resumeID string) (*Plan, *ledger.Ledger, error) {
 		}
 		p.NoiseMultiplier = s
 	}
+	if float64(4*b+64) >= 0x1p19*p.NoiseMultiplier {
+		// The snapped noise needs |sum| < 2^19·σC (package dp/noise).
+		return nil, nil, fmt.Errorf("expected batch size %d is too large for noise multiplier %g (need 4B+64 < 2^19·σ)", b, p.NoiseMultiplier)
+	}
 	ev := accounting.DPSGD(p.SamplingRate, p.NoiseMultiplier, p.Steps)
 	if p.Epsilon, err = accounting.Epsilon(cfg.Accountant, ev, cfg.Delta); err != nil {
 		return nil, nil, err

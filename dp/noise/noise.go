@@ -22,7 +22,7 @@
 // that are documented here rather than hidden: Z comes from a ziggurat with
 // 2^56 equally spaced points per layer (a spacing below 2^−32 grid units), and
 // the float64 sum before rounding is exact to within 2^−13 grid units while
-// |x| < 2^32·σ, which AddGaussian checks.
+// |x| < 2^19·σ (so |x/g| < 2^40), which AddGaussian checks.
 package noise
 
 import (
@@ -154,7 +154,7 @@ var ErrRange = errors.New("noise: value too large for the noise grid")
 // AddGaussian replaces each x[i] with g·round(x[i]/g + (std/g)·Z_i), Z_i
 // standard normal and g = Grid(std): the Gaussian mechanism with noise
 // standard deviation std, snapped to a power-of-two grid (see the package
-// documentation). It returns g. An input with |x[i]| ≥ 2^32·std is an error
+// documentation). It returns g. An input with |x[i]| ≥ 2^19·std is an error
 // (nothing is written past the offending index, and x is left partially
 // noised: discard it).
 func (s *Sampler) AddGaussian(x []float64, std float64) (float64, error) {
@@ -164,10 +164,10 @@ func (s *Sampler) AddGaussian(x []float64, std float64) (float64, error) {
 	g := Grid(std)
 	inv := 1 / g // exact: g is a power of two
 	scale := std * inv
-	limit := 0x1p32 * std
+	limit := 0x1p19 * std // |x/g| < 2^40: float64 sums exact to 2^−13 grid units
 	for i, v := range x {
 		if !(math.Abs(v) < limit) {
-			return g, fmt.Errorf("%w: |x[%d]| = %v ≥ 2^32·σ = %v", ErrRange, i, math.Abs(v), limit)
+			return g, fmt.Errorf("%w: |x[%d]| = %v ≥ 2^19·σ = %v", ErrRange, i, math.Abs(v), limit)
 		}
 		x[i] = math.RoundToEven(v*inv+scale*s.Normal()) * g
 	}

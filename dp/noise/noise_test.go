@@ -148,7 +148,10 @@ func TestAddGaussianErrors(t *testing.T) {
 	if _, err := s.AddGaussian([]float64{1}, math.NaN()); err == nil {
 		t.Error("std NaN accepted")
 	}
-	if _, err := s.AddGaussian([]float64{0, 1e12}, 1); !errors.Is(err, ErrRange) {
+	if _, err := s.AddGaussian([]float64{-5.2e5, 5.2e5}, 1); err != nil {
+		t.Errorf("input just below 2^19·σ: %v", err)
+	}
+	if _, err := s.AddGaussian([]float64{0, 1e6}, 1); !errors.Is(err, ErrRange) {
 		t.Errorf("huge input: %v", err)
 	}
 	if _, err := s.AddGaussian([]float64{math.NaN()}, 1); !errors.Is(err, ErrRange) {
