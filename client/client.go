@@ -28,10 +28,10 @@ import (
 	"github.com/fedtune/fedtune/dp/accounting"
 	"github.com/fedtune/fedtune/dp/ledger"
 	"github.com/fedtune/fedtune/dp/ledger/ledgerfs"
-	"github.com/fedtune/fedtune/dp/noise"
 	"github.com/fedtune/fedtune/model"
 	pb "github.com/fedtune/fedtune/proto/fedtune/v1"
 	"github.com/fedtune/fedtune/server"
+	"github.com/fedtune/fedtune/trainer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -400,40 +400,56 @@ func fatal(err error) bool {
 	return false
 }
 
-// policyCheck returns the round's DP event, its ε and the projected
-// cumulative ε, or the reason to refuse.
-func (c *Client) policyCheck(cfg *pb.RoundConfig) (accounting.Event, float64, float64, string) {
+// trainConfig is the trainer configuration of a round at this site.
+func (c *Client) trainConfig(cfg *pb.RoundConfig, initAdapter string) trainer.Config {
+	l, d := cfg.Lora, cfg.Dp
+	return trainer.Config{
+		ModelDir: c.cfg.BaseModel, Model: c.model, DataPath: c.cfg.Data,
+		OutDir:          c.path(filepath.Join("rounds", fmt.Sprintf("round-%d", cfg.Round))),
+		SiteDir:         c.path("ledger"),
+		InitAdapter:     initAdapter,
+		LoRA:            model.LoRAConfig{R: int(l.Rank), Alpha: l.Alpha, TargetModules: l.TargetModules, FFA: l.Ffa, ASeed: l.ASeed},
+		NoiseMultiplier: d.NoiseMultiplier, Delta: c.ledger.Config().Delta, Accountant: accounting.AccountantPLD,
+		ExpectedBatchSize: int(d.ExpectedBatchSize), MaxGradNorm: d.MaxGradNorm, Steps: int(d.Steps),
+		MaxLength: c.cfg.MaxSeq, Optimizer: "sgd", LR: d.LearningRate, Schedule: "constant",
+		CheckpointEvery: max(int(d.Steps)/4, 1),
+		Entropy:         c.opts.Rand, Now: c.opts.Now,
+		Purpose: fmt.Sprintf("federation %s round %d", cfg.Federation, cfg.Round),
+	}
+}
+
+// policyCheck returns the round's projected privacy cost, or the reason to
+// refuse it. It reads only the ledger and the line count of the data.
+func (c *Client) policyCheck(cfg *pb.RoundConfig) (*trainer.Plan, string) {
 	p := c.cfg.Policy
 	if !slices.Contains(p.AllowedBaseModels, cfg.BaseModelDigest) {
-		return nil, 0, 0, fmt.Sprintf("base model %s is not in policy.allowed_base_models", cfg.BaseModelDigest)
+		return nil, fmt.Sprintf("base model %s is not in policy.allowed_base_models", cfg.BaseModelDigest)
 	}
 	if cfg.BaseModelDigest != c.digest {
-		return nil, 0, 0, fmt.Sprintf("local base model is %s, round uses %s", c.digest, cfg.BaseModelDigest)
+		return nil, fmt.Sprintf("local base model is %s, round uses %s", c.digest, cfg.BaseModelDigest)
 	}
 	if p.MaxRounds > 0 && c.st.RoundsJoined >= p.MaxRounds {
-		return nil, 0, 0, fmt.Sprintf("site already joined policy.max_rounds = %d rounds", p.MaxRounds)
+		return nil, fmt.Sprintf("site already joined policy.max_rounds = %d rounds", p.MaxRounds)
 	}
 	d := cfg.Dp
-	if d == nil || d.NoiseMultiplier <= 0 || d.Steps == 0 || d.ExpectedBatchSize == 0 {
-		return nil, 0, 0, "round has no DP-SGD configuration"
+	if d == nil || d.NoiseMultiplier <= 0 || d.Steps == 0 || d.ExpectedBatchSize == 0 || cfg.Lora == nil {
+		return nil, "round has no DP-SGD configuration"
 	}
-	n := len(c.data.Examples)
-	q := float64(d.ExpectedBatchSize) / float64(n)
-	if q > 1 {
-		return nil, 0, 0, fmt.Sprintf("expected batch %d exceeds the site's %d records", d.ExpectedBatchSize, n)
+	if n := len(c.data.Examples); int(d.ExpectedBatchSize) > n {
+		return nil, fmt.Sprintf("expected batch %d exceeds the site's %d records", d.ExpectedBatchSize, n)
 	}
-	ev := accounting.DPSGD(q, d.NoiseMultiplier, int(d.Steps))
-	delta := c.ledger.Config().Delta
-	eps, err := accounting.Epsilon(accounting.AccountantPLD, ev, delta)
+	plan, err := trainer.Projected(c.trainConfig(cfg, ""))
 	if err != nil {
-		return nil, 0, 0, fmt.Sprintf("privacy accounting: %v", err)
+		var be *ledger.BudgetError
+		if errors.As(err, &be) {
+			return nil, budgetReason(be)
+		}
+		return nil, fmt.Sprintf("privacy accounting: %v", err)
 	}
-	if eps > p.MaxEpsilonPerRound {
-		return nil, 0, 0, fmt.Sprintf("round spends ε = %.3f at δ = %g, above policy.max_epsilon_per_round %.3f", eps, delta, p.MaxEpsilonPerRound)
+	if plan.Epsilon > p.MaxEpsilonPerRound {
+		return nil, fmt.Sprintf("round spends ε = %.3f at δ = %g, above policy.max_epsilon_per_round %.3f", plan.Epsilon, plan.Delta, p.MaxEpsilonPerRound)
 	}
-	// The lifetime cap is checked by ledger.Spend, atomically with
-	// recording the spend (see round).
-	return ev, eps, 0, ""
+	return plan, ""
 }
 
 // budgetReason words a refused spend.
@@ -453,7 +469,7 @@ func (i identSigner) Sign(m []byte) ([]byte, error) { return i.s.Sign(i.ctx, m) 
 func (c *Client) round(ctx context.Context, cfg *pb.RoundConfig) RoundReport {
 	rep := RoundReport{Round: cfg.Round}
 	c.log.Printf("round %d: opened with %d sites; checking it against the site policy", cfg.Round, len(cfg.Sites))
-	ev, eps, _, reason := c.policyCheck(cfg)
+	plan, reason := c.policyCheck(cfg)
 	if reason != "" {
 		rep.Outcome, rep.Reason = "refused", reason
 		if _, err := c.fed.Refuse(ctx, &pb.RefuseRequest{Round: cfg.Round, Reason: reason}); err != nil {
@@ -461,7 +477,7 @@ func (c *Client) round(ctx context.Context, cfg *pb.RoundConfig) RoundReport {
 		}
 		return rep
 	}
-	rep.Epsilon = eps
+	rep.Epsilon = plan.Epsilon
 	fail := func(outcome string, err error) RoundReport {
 		rep.Outcome, rep.Reason = outcome, err.Error()
 		return rep
@@ -474,63 +490,53 @@ func (c *Client) round(ctx context.Context, cfg *pb.RoundConfig) RoundReport {
 		return rep
 	}
 	// Start from the global adapter of the round.
-	global, err := c.globalAdapter(ctx, cfg)
+	global, gdir, err := c.globalAdapter(ctx, cfg)
 	if err != nil {
 		return fail("aborted", err)
 	}
-	// Record the spend before touching any record; a run recorded before a
-	// restart is not trained again.
-	params, _ := json.Marshal(map[string]any{"noise_multiplier": cfg.Dp.NoiseMultiplier, "expected_batch_size": cfg.Dp.ExpectedBatchSize,
-		"steps": cfg.Dp.Steps, "max_grad_norm": cfg.Dp.MaxGradNorm, "learning_rate": cfg.Dp.LearningRate})
-	spent, already, err := c.ledger.Spend(ledger.Spend{RunID: fmt.Sprintf("%s/round-%d", cfg.Federation, cfg.Round), Purpose: fmt.Sprintf("federated round %d", cfg.Round),
-		Dataset: filepath.Base(c.data.Path), DatasetSHA256: c.data.SHA256, Records: len(c.data.Examples), Event: ev, Params: params}, c.opts.Now())
+	tcfg := c.trainConfig(cfg, gdir)
+	if _, err := os.Stat(filepath.Join(tcfg.OutDir, "adapter_model.safetensors")); err == nil {
+		return fail("dropped", errors.New("this round's training finished before a restart; its secure-aggregation state is gone, so the site sits this round out"))
+	}
+	c.st.RoundsJoined++
+	if err := c.saveState(); err != nil {
+		return fail("aborted", err)
+	}
+	// trainer.Run records the spend in the ledger (refusing anything over
+	// the cap) before it reads a record, and resumes an interrupted run
+	// without spending twice.
+	t0 := time.Now()
+	tcfg.Progress = func(p trainer.Progress) {
+		if c.opts.Progress != nil {
+			c.opts.Progress(cfg.Round, p.Step, p.Steps, p.Loss)
+		}
+	}
+	report, err := trainer.Run(ctx, tcfg)
 	if err != nil {
 		var be *ledger.BudgetError
 		if errors.As(err, &be) {
 			return refuse(budgetReason(be))
 		}
-		return fail("aborted", fmt.Errorf("privacy ledger: %w", err))
-	}
-	if already {
-		return fail("dropped", errors.New("this round's training was recorded before a restart; not training twice"))
-	}
-	rep.Spent = spent
-	c.st.RoundsJoined++
-	if err := c.saveState(); err != nil {
-		return fail("aborted", err)
-	}
-	local := global.Clone()
-	sampler, err := noise.New(c.opts.Rand)
-	if err != nil {
-		return fail("aborted", err)
-	}
-	p := DPSGD{NoiseMultiplier: cfg.Dp.NoiseMultiplier, ExpectedBatch: int(cfg.Dp.ExpectedBatchSize), Steps: int(cfg.Dp.Steps),
-		MaxGradNorm: cfg.Dp.MaxGradNorm, LearningRate: cfg.Dp.LearningRate}
-	t0 := time.Now()
-	lastLoss := 0.0
-	err = TrainDPSGD(ctx, c.model, local, c.data, p, sampler, c.cfg.MaxSeq, func(step int, loss float64) {
-		lastLoss = loss
-		if c.opts.Progress != nil {
-			c.opts.Progress(cfg.Round, step+1, p.Steps, loss)
-		}
-	})
-	if err != nil {
 		return fail("aborted", fmt.Errorf("training: %w", err))
 	}
-	c.log.Printf("round %d: %d DP-SGD steps in %.1fs (last batch loss %.4f, ε this round %.3f, cumulative %.3f)",
-		cfg.Round, p.Steps, time.Since(t0).Seconds(), lastLoss, eps, spent)
+	if report.Ledger == nil {
+		return fail("aborted", errors.New("training ran without the site's privacy ledger"))
+	}
+	spent := report.Ledger.Projected
+	rep.Spent = spent
+	c.log.Printf("round %d: %d DP-SGD steps in %.1fs (train loss %.4f → %.4f, ε this round %.3f, cumulative %.3f)",
+		cfg.Round, report.Steps, time.Since(t0).Seconds(), report.TrainLossFirst, report.TrainLossLast, plan.Epsilon, spent)
+	local, err := model.LoadAdapter(tcfg.OutDir, c.model)
+	if err != nil {
+		return fail("aborted", fmt.Errorf("trained adapter: %w", err))
+	}
+	c.st.LocalAdapter = tcfg.OutDir
 	t1 := time.Now()
 	defer func() {
 		c.log.Printf("round %d: secure aggregation and publication took %.1fs", cfg.Round, time.Since(t1).Seconds())
 	}()
-	ldir := c.path("local-adapter")
-	if err := local.SaveAdapter(ldir+".tmp", c.cfg.BaseModel); err == nil {
-		os.RemoveAll(ldir)
-		os.Rename(ldir+".tmp", ldir)
-		c.st.LocalAdapter = ldir
-	}
 	// The signed dp.spend entry.
-	if err := c.submitSpend(ctx, cfg, ev, spent); err != nil {
+	if err := c.submitSpend(ctx, cfg, report.Event, spent); err != nil {
 		return fail("aborted", fmt.Errorf("dp.spend: %w", err))
 	}
 	// Update = local − global, encoded into ℤ_{2^32}.
@@ -577,10 +583,9 @@ type dropErr struct{ stage string }
 
 func (d *dropErr) Error() string { return "site dropped out at stage " + d.stage + " (drop_at)" }
 
-func (c *Client) submitSpend(ctx context.Context, cfg *pb.RoundConfig, ev accounting.Event, spent float64) error {
-	evJSON, err := accounting.MarshalEvent(ev)
-	if err != nil {
-		return err
+func (c *Client) submitSpend(ctx context.Context, cfg *pb.RoundConfig, evJSON json.RawMessage, spent float64) error {
+	if len(evJSON) == 0 {
+		return errors.New("training report has no privacy event")
 	}
 	round := cfg.Round
 	e := &audit.Entry{Schema: audit.SchemaVersion, Kind: audit.DPSpendKind, Federation: cfg.Federation, Round: &round,
@@ -776,23 +781,24 @@ func (c *Client) cosign(ctx context.Context) (uint64, error) {
 
 // globalAdapter returns the adapter the round starts from: version
 // cfg.AdapterVersion, downloaded if needed, or a fresh one for version 0.
-func (c *Client) globalAdapter(ctx context.Context, cfg *pb.RoundConfig) (*model.Adapter, error) {
+func (c *Client) globalAdapter(ctx context.Context, cfg *pb.RoundConfig) (*model.Adapter, string, error) {
 	if cfg.AdapterVersion == 0 {
 		l := cfg.Lora
-		return model.NewAdapter(c.model, model.LoRAConfig{R: int(l.Rank), Alpha: l.Alpha, TargetModules: l.TargetModules, FFA: l.Ffa, ASeed: l.ASeed})
+		a, err := model.NewAdapter(c.model, model.LoRAConfig{R: int(l.Rank), Alpha: l.Alpha, TargetModules: l.TargetModules, FFA: l.Ffa, ASeed: l.ASeed})
+		return a, "", err
 	}
 	dir, err := c.fetchAdapter(ctx, cfg.AdapterVersion)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	a, err := model.LoadAdapter(dir, c.model)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if a.NumTrainable() != int(cfg.Params) {
-		return nil, fmt.Errorf("adapter v%d has %d trainable parameters, round says %d", cfg.AdapterVersion, a.NumTrainable(), cfg.Params)
+		return nil, "", fmt.Errorf("adapter v%d has %d trainable parameters, round says %d", cfg.AdapterVersion, a.NumTrainable(), cfg.Params)
 	}
-	return a, nil
+	return a, dir, nil
 }
 
 // fetchAdapter downloads a published adapter into DataDir/global/v<N>,
@@ -851,6 +857,12 @@ func (c *Client) fetchAdapter(ctx context.Context, version uint64) (string, erro
 
 // summarize fills the privacy and evaluation numbers.
 func (c *Client) summarize(sum *Summary) (*Summary, error) {
+	// The trainer appends to the ledger through its own handle: re-read it.
+	if l, err := ledger.Open(ledgerfs.Dir{Path: c.path("ledger")}); err == nil {
+		c.ledger = l
+	} else {
+		return nil, fmt.Errorf("privacy ledger: %w", err)
+	}
 	sum.EpsilonSpent = c.ledger.Spent()
 	sum.EpsilonCap = c.ledger.Config().EpsilonCap
 	sum.EpsilonLeft = max(sum.EpsilonCap-sum.EpsilonSpent, 0)

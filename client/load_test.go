@@ -19,9 +19,9 @@ import (
 
 	"github.com/fedtune/fedtune/aggregator"
 	"github.com/fedtune/fedtune/crypto/keystore"
-	"github.com/fedtune/fedtune/dp/noise"
 	pb "github.com/fedtune/fedtune/proto/fedtune/v1"
 	"github.com/fedtune/fedtune/server"
+	"github.com/fedtune/fedtune/trainer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
@@ -137,10 +137,10 @@ func TestLoad100Sites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	a, _ := cl.globalAdapter(ctx, cfg)
-	smp, _ := noise.New(rand.Reader)
+	tc := cl.trainConfig(cfg, "")
+	tc.SiteDir, tc.OutDir = "", t.TempDir()
 	t2 := time.Now()
-	if err := TrainDPSGD(ctx, cl.model, a, cl.data, DPSGD{NoiseMultiplier: 1, ExpectedBatch: 8, Steps: 2, MaxGradNorm: 1, LearningRate: 0.1}, smp, 48, nil); err != nil {
+	if _, err := trainer.Run(ctx, tc); err != nil {
 		t.Fatal(err)
 	}
 	train := time.Since(t2)
@@ -149,7 +149,7 @@ func TestLoad100Sites(t *testing.T) {
 	t.Logf("load test: %d sites, %d adapter parameters (%d words padded, %d bytes masked input per site)", n, cfg.Params, cfg.PaddedLen, bytes)
 	t.Logf("enrollment of all sites: %.2fs", enroll.Seconds())
 	t.Logf("round (secure aggregation of all sites + unmask + publish): %.2fs", round.Seconds())
-	t.Logf("one site's local training (2 DP-SGD steps, batch 8): %.2fs; protocol share of a round if sites train in parallel: %.0f%%",
+	t.Logf("one site's local training (trainer.Run, 2 DP-SGD steps, batch 8): %.2fs; protocol share of a round if sites train in parallel: %.0f%%",
 		train.Seconds(), 100*round.Seconds()/(round.Seconds()+train.Seconds()))
 	if out := os.Getenv("FEDTUNE_LOAD_REPORT"); out != "" {
 		os.WriteFile(out, []byte(fmt.Sprintf("sites=%d params=%d enroll_s=%.3f round_s=%.3f train_s=%.3f\n", n, cfg.Params, enroll.Seconds(), round.Seconds(), train.Seconds())), 0o644)

@@ -13,7 +13,7 @@ import (
 func fastRounds(c *server.Config) {
 	c.Schedule.Rounds = 1
 	c.Round.StageTimeout = server.Duration(2 * time.Second)
-	c.Round.TrainTimeout = server.Duration(10 * time.Second)
+	c.Round.TrainTimeout = server.Duration(25 * time.Second)
 }
 
 // A site that vanishes at any stage does not stop the round: the other
