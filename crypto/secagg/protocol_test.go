@@ -451,3 +451,31 @@ func TestMLDSA65Round(t *testing.T) {
 	f := mustNew(t, sim.Config{Params: p, Seed: [32]byte{15}, DropAt: map[secagg.SiteID]secagg.Stage{4: secagg.StageMaskedInput}})
 	checkExact(t, f, sites(1, 2, 3))
 }
+
+func TestTranscriptBindsMessages(t *testing.T) {
+	var seen [][32]byte
+	f := mustNew(t, sim.Config{Params: params(3, 2, 4, false), Seed: [32]byte{17},
+		ToServer: func(_ secagg.SiteID, m secagg.Message) secagg.Message {
+			switch m := m.(type) {
+			case *secagg.MaskedInput:
+				seen = append(seen, m.Transcript)
+			case *secagg.ConsistencySig:
+				seen = append(seen, m.Transcript)
+			case *secagg.UnmaskShares:
+				seen = append(seen, m.Transcript)
+			}
+			return m
+		}})
+	if f.Server.Transcript() != ([32]byte{}) {
+		t.Fatal("transcript set before the key list")
+	}
+	checkExact(t, f, sites(1, 2, 3))
+	if len(seen) != 9 {
+		t.Fatalf("%d messages seen, want 9", len(seen))
+	}
+	for _, h := range seen {
+		if h != f.Server.Transcript() {
+			t.Fatal("a message names another transcript than the server's")
+		}
+	}
+}

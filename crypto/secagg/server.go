@@ -522,3 +522,8 @@ func (s *Server) Result() (sum []uint32, survivors []SiteID, err error) {
 	}
 	return nil, nil, fmt.Errorf("secagg: Result called in stage %v: %w", s.stage, ErrWrongStage)
 }
+
+// Transcript returns the hash of the KeyList sent after stage AdvertiseKeys
+// (zero before): every later signed message names it, so it identifies the
+// round's key material in an audit log.
+func (s *Server) Transcript() [32]byte { return s.transcript }
