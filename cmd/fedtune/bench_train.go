@@ -11,6 +11,7 @@ import (
 	"github.com/fedtune/fedtune/kernels"
 	"github.com/fedtune/fedtune/model"
 	"github.com/fedtune/fedtune/model/hf"
+	"github.com/fedtune/fedtune/trainer"
 )
 
 func init() {
@@ -56,6 +57,11 @@ type trainBenchResult struct {
 	// ratio of CPU times.
 	PerExampleOverBatch    float64 `json:"per_example_over_batch"`
 	PerExampleOverBatchCPU float64 `json:"per_example_over_batch_cpu,omitempty"`
+	// DPStepOverNonDPStep is a whole DP-SGD step (per-example gradients,
+	// clipping, noise, optimizer update) over a non-private step (batch
+	// gradient, optimizer update) on the same batch, same run.
+	DPStepOverNonDPStep float64           `json:"dp_step_over_nondp_step"`
+	DP                  *trainer.Overhead `json:"dp_step"`
 }
 
 func newBenchTrainCmd() *cobra.Command {
@@ -130,6 +136,7 @@ step, and the per-example/batch time ratio.`,
 					r.name, r.m.TokensPerSec, r.m.StepSeconds, r.m.CPUSeconds, 100*r.m.GemmFraction, 100*r.m.AttnFraction, r.m.AllocsPerStep, r.m.BytesPerStep)
 			}
 			fmt.Fprintf(w, "per-example / batch step time: %.3f (CPU time %.3f)\n", res.PerExampleOverBatch, res.PerExampleOverBatchCPU)
+			fmt.Fprintf(w, "DP-SGD step / non-private step: %.3f (clip+noise %.1f ms of %.3f s)\n", res.DPStepOverNonDPStep, 1000*res.DP.ClipNoiseSeconds, res.DP.DPStepSeconds)
 			return nil
 		},
 	}
@@ -230,6 +237,11 @@ func benchTrain(c *hf.Config, seq, batch, rank, steps int, tick func()) (*trainB
 		Rank: rank, Targets: "q_proj,v_proj", Steps: steps, Threads: kernels.Threads(), GemmBackend: kernels.CurrentBackend().Name(),
 		TokensPerStep: tokens, BatchGrad: mode(tot[0]), PerExample: mode(tot[1]),
 	}
+	dp, err := trainer.BenchDPOverhead(m, a, examples, steps, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	res.DP, res.DPStepOverNonDPStep = &dp, dp.DPStepOverNonDPStep
 	res.PerExampleOverBatch = res.PerExample.StepSeconds / res.BatchGrad.StepSeconds
 	if res.BatchGrad.CPUSeconds > 0 {
 		res.PerExampleOverBatchCPU = res.PerExample.CPUSeconds / res.BatchGrad.CPUSeconds
