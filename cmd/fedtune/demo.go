@@ -176,7 +176,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 		"base_model": base, "sites": names,
 		"round": map[string]any{"lora_rank": 4, "lora_alpha": 8, "target_modules": []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}, "ffa": true, "a_seed": 42,
 			"noise_multiplier": 0.8, "expected_batch_size": max(4, o.records/15), "steps": o.steps, "max_grad_norm": 1.0, "delta": 1e-5,
-			"learning_rate": 2.0, "clip_norm": 10.0, "threshold": threshold, "min_sites": minSites,
+			"learning_rate": 0.5, "clip_norm": 10.0, "threshold": threshold, "min_sites": minSites,
 			"stage_timeout": "8s", "train_timeout": "90s", "server_optimizer": "fedavg", "server_lr": 1.0},
 		"schedule": map[string]any{"rounds": o.rounds, "interval": "1s"},
 	}
