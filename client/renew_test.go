@@ -91,3 +91,39 @@ func TestRenewalMetricsHealth(t *testing.T) {
 		}
 	}
 }
+
+// Calls beyond an identity's token bucket are refused with
+// ResourceExhausted and audited; WatchRounds streams the round status.
+func TestRateLimitAndWatch(t *testing.T) {
+	f := newFederation(t, []string{"site-a"}, func(c *server.Config) {
+		c.Limits.RatePerSecond, c.Limits.Burst = 0.001, 3
+		c.Round.MinSites, c.Round.Threshold = 2, 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := New(ctx, f.siteConfig("site-a", 40), Options{Passphrase: pass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.enroll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.fed.WatchRounds(ctx, &pb.WatchRoundsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := w.Recv(); err != nil || st.Round != 0 {
+		t.Fatalf("watch: %v %v", st, err)
+	}
+	var last error
+	for i := 0; i < 3; i++ {
+		_, last = c.fed.GetRound(ctx, &pb.GetRoundRequest{WaitMs: 1})
+	}
+	wantCode(t, "over the rate limit", last, codes.ResourceExhausted)
+	es := f.auditEntries(t)
+	d := deniedEntries(es)
+	if len(d) == 0 || !strings.Contains(d[len(d)-1].Reason, "rate limit") {
+		t.Fatalf("rate-limit denial not audited: %v", d)
+	}
+}
