@@ -280,7 +280,8 @@ type RoundConfig struct {
 	Params uint64 `protobuf:"varint,9,opt,name=params,proto3" json:"params,omitempty"`
 	// Global adapter version the round starts from (0: zero update / fresh init).
 	AdapterVersion uint64 `protobuf:"varint,10,opt,name=adapter_version,json=adapterVersion,proto3" json:"adapter_version,omitempty"`
-	// Public round randomness (rotation seed), hex.
+	// Public round randomness (32 bytes): the seed of the randomized
+	// Hadamard rotation every site and the aggregator apply.
 	RoundSeed []byte `protobuf:"bytes,11,opt,name=round_seed,json=roundSeed,proto3" json:"round_seed,omitempty"`
 	// Quantization scale and the padded vector length in ℤ_{2^32} words.
 	QuantScale float64 `protobuf:"fixed64,12,opt,name=quant_scale,json=quantScale,proto3" json:"quant_scale,omitempty"`
@@ -297,13 +298,7 @@ type RoundConfig struct {
 	// Deadline for local training plus AdvertiseKeys, in milliseconds.
 	TrainTimeoutMs int64 `protobuf:"varint,18,opt,name=train_timeout_ms,json=trainTimeoutMs,proto3" json:"train_timeout_ms,omitempty"`
 	// Post-quantum hybrid key agreement in secure aggregation.
-	Pq bool `protobuf:"varint,19,opt,name=pq,proto3" json:"pq,omitempty"`
-	// Epsilon one round of this config spends at the site (given delta) and
-	// the accountant used, for the site's policy check.
-	EpsilonPerRound float64 `protobuf:"fixed64,20,opt,name=epsilon_per_round,json=epsilonPerRound,proto3" json:"epsilon_per_round,omitempty"`
-	// Records the round assumes per site (sampling rate q = expected batch
-	// size / records); 0: each site uses its own record count.
-	RecordsHint   uint32 `protobuf:"varint,21,opt,name=records_hint,json=recordsHint,proto3" json:"records_hint,omitempty"`
+	Pq            bool `protobuf:"varint,19,opt,name=pq,proto3" json:"pq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -469,20 +464,6 @@ func (x *RoundConfig) GetPq() bool {
 		return x.Pq
 	}
 	return false
-}
-
-func (x *RoundConfig) GetEpsilonPerRound() float64 {
-	if x != nil {
-		return x.EpsilonPerRound
-	}
-	return 0
-}
-
-func (x *RoundConfig) GetRecordsHint() uint32 {
-	if x != nil {
-		return x.RecordsHint
-	}
-	return 0
 }
 
 type RoundStatus struct {
@@ -2469,7 +2450,7 @@ const file_fedtune_v1_federation_proto_rawDesc = "" +
 	"\x05steps\x18\x03 \x01(\rR\x05steps\x12\"\n" +
 	"\rmax_grad_norm\x18\x04 \x01(\x01R\vmaxGradNorm\x12\x14\n" +
 	"\x05delta\x18\x05 \x01(\x01R\x05delta\x12#\n" +
-	"\rlearning_rate\x18\x06 \x01(\x01R\flearningRate\"\xca\x05\n" +
+	"\rlearning_rate\x18\x06 \x01(\x01R\flearningRate\"\x87\x05\n" +
 	"\vRoundConfig\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
@@ -2496,9 +2477,7 @@ const file_fedtune_v1_federation_proto_rawDesc = "" +
 	"\x10stage_timeout_ms\x18\x10 \x01(\x03R\x0estageTimeoutMs\x12\x16\n" +
 	"\x06roster\x18\x11 \x03(\fR\x06roster\x12(\n" +
 	"\x10train_timeout_ms\x18\x12 \x01(\x03R\x0etrainTimeoutMs\x12\x0e\n" +
-	"\x02pq\x18\x13 \x01(\bR\x02pq\x12*\n" +
-	"\x11epsilon_per_round\x18\x14 \x01(\x01R\x0fepsilonPerRound\x12!\n" +
-	"\frecords_hint\x18\x15 \x01(\rR\vrecordsHint\"\xed\x01\n" +
+	"\x02pq\x18\x13 \x01(\bR\x02pqJ\x04\b\x14\x10\x15J\x04\b\x15\x10\x16\"\xed\x01\n" +
 	"\vRoundStatus\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12'\n" +
 	"\x05stage\x18\x02 \x01(\x0e2\x11.fedtune.v1.StageR\x05stage\x12/\n" +
