@@ -80,7 +80,7 @@ func TestCrashRecovery(t *testing.T) {
 			l.Close()
 			cfg := &server.Config{Federation: "crash", Listen: addr, DataDir: filepath.Join(dir, "server"), BaseModel: base, Sites: sites,
 				Round: server.RoundConfig{NoiseMultiplier: 1, ExpectedBatchSize: 8, Steps: 2, Threshold: 2, MinSites: 3, LoraRank: 2, FFA: true,
-					StageTimeout: server.Duration(3 * time.Second), TrainTimeout: server.Duration(20 * time.Second)},
+					StageTimeout: server.Duration(5 * time.Second), TrainTimeout: server.Duration(30 * time.Second)},
 				Schedule: server.ScheduleConfig{Rounds: 1}}
 			cfg.SetDefaults()
 			fastKeystore(t, cfg.Keystore.Dir)

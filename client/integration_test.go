@@ -62,7 +62,7 @@ func newFederation(t *testing.T, sites []string, mutate func(*server.Config)) *f
 		Sites: sites,
 		Round: server.RoundConfig{NoiseMultiplier: 1.0, ExpectedBatchSize: 8, Steps: 2, Threshold: 2, MinSites: len(sites),
 			LoraRank: 2, FFA: true, ASeed: 7, LearningRate: 0.05,
-			StageTimeout: server.Duration(3 * time.Second), TrainTimeout: server.Duration(60 * time.Second)},
+			StageTimeout: server.Duration(5 * time.Second), TrainTimeout: server.Duration(60 * time.Second)},
 	}
 	cfg.SetDefaults()
 	if mutate != nil {

@@ -12,7 +12,7 @@ import (
 
 func fastRounds(c *server.Config) {
 	c.Schedule.Rounds = 1
-	c.Round.StageTimeout = server.Duration(2 * time.Second)
+	c.Round.StageTimeout = server.Duration(5 * time.Second)
 	c.Round.TrainTimeout = server.Duration(25 * time.Second)
 }
 
