@@ -125,3 +125,40 @@ func TestPolicyRefusal(t *testing.T) {
 		t.Fatalf("site-a: %+v", sums[0].Rounds[0])
 	}
 }
+
+// Sites are restartable: a client process that stops after round 1 and
+// starts again (same data directory) does not enroll again, joins round 2
+// from the published adapter and its ledger holds both spends.
+func TestRestartBetweenRounds(t *testing.T) {
+	sites := []string{"site-a", "site-b"}
+	f := newFederation(t, sites, func(c *server.Config) {
+		fastRounds(c)
+		c.Schedule.Rounds = 2
+		c.Schedule.Interval = server.Duration(2 * time.Second)
+	})
+	var cfgs []*Config
+	for _, s := range sites {
+		cfgs = append(cfgs, f.siteConfig(s, 40))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for round := 1; round <= 2; round++ {
+		sums, errs := runSites(t, ctx, cfgs)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("run %d, %s: %v", round, sites[i], err)
+			}
+			r := sums[i].Rounds[len(sums[i].Rounds)-1]
+			if r.Round != uint64(round) || r.Outcome != "completed" || sums[i].AdapterVersion != uint64(round) {
+				t.Fatalf("run %d, %s: %+v (adapter v%d)", round, sites[i], r, sums[i].AdapterVersion)
+			}
+		}
+		if round == 2 && !(sums[0].EpsilonSpent > sums[0].Rounds[0].Epsilon) {
+			t.Fatalf("ledger after two rounds: spent %g, one round %g", sums[0].EpsilonSpent, sums[0].Rounds[0].Epsilon)
+		}
+	}
+	es := f.auditEntries(t)
+	if count(es, audit.SiteEnrolled) != 2 || count(es, audit.DPSpendKind) != 4 || count(es, audit.ModelPublished) != 2 {
+		t.Fatalf("enrolled %d, dp.spend %d, published %d", count(es, audit.SiteEnrolled), count(es, audit.DPSpendKind), count(es, audit.ModelPublished))
+	}
+}
