@@ -125,11 +125,19 @@ func (s *Server) limiter(id Identity, addr string) *rate.Limiter {
 	defer s.limMu.Unlock()
 	l, ok := s.limiters[key]
 	if !ok {
+		if len(s.limiters) >= maxLimiters {
+			// Bound memory against callers cycling addresses: start over
+			// (every bucket refills to its burst).
+			clear(s.limiters)
+		}
 		l = rate.NewLimiter(rate.Limit(s.cfg.Limits.RatePerSecond), s.cfg.Limits.Burst)
 		s.limiters[key] = l
 	}
 	return l
 }
+
+// maxLimiters bounds the number of token buckets kept.
+const maxLimiters = 10000
 
 // deny writes an access.denied audit entry and returns the status.
 func (s *Server) deny(ctx context.Context, method string, id Identity, addr string, d *denial) error {
