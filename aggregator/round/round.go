@@ -42,7 +42,10 @@ type Config struct {
 	// be at least Params.T. Fewer aborts the round with TooFewSites.
 	MinSites int
 	// Deadlines gives each stage's length in ticks, counted from the tick
-	// the stage opened. MaskedInput's deadline covers local training.
+	// the stage opened. The stage during which sites train locally needs a
+	// deadline that covers the training: AdvertiseKeys for sites that
+	// train before they advertise their keys, MaskedInput for sites that
+	// train between ShareKeys and MaskedInput.
 	Deadlines map[secagg.Stage]uint64
 }
 
@@ -69,18 +72,24 @@ type EventKind string
 // Events the machine reports.
 const (
 	StageOpened    EventKind = "stage.opened"
-	SiteDropped    EventKind = "site.dropped"    // an expected site sent nothing before the deadline
+	SiteDropped    EventKind = "site.dropped"    // an expected site sent nothing before the deadline, or withdrew
 	RoundAborted   EventKind = "round.aborted"   // see Ready.Abort
 	RoundCompleted EventKind = "round.completed" // see Ready.Result
 )
 
 // Event is one auditable event.
 type Event struct {
-	Kind   EventKind
-	Stage  secagg.Stage
-	Site   secagg.SiteID // for SiteDropped
+	Kind  EventKind
+	Stage secagg.Stage
+	Site  secagg.SiteID // for SiteDropped
+	// Detail is free text; for SiteDropped it is NoMessage or the detail
+	// given to Withdraw.
 	Detail string
 }
+
+// NoMessage is the Detail of a SiteDropped event for a site that sent no
+// valid message before the stage deadline.
+const NoMessage = "no valid message before the stage deadline"
 
 // State is what the driver persists.
 type State struct {
@@ -107,11 +116,12 @@ type Ready struct {
 
 // Machine is one round. It is not safe for concurrent use.
 type Machine struct {
-	cfg      Config
-	sa       *secagg.Server
-	now      uint64
-	deadline uint64
-	done     bool
+	cfg       Config
+	sa        *secagg.Server
+	now       uint64
+	deadline  uint64
+	done      bool
+	withdrawn map[secagg.SiteID]string // site → detail given to Withdraw
 }
 
 // New validates cfg and opens the round's first stage; the returned Ready
@@ -132,7 +142,7 @@ func New(cfg Config) (*Machine, Ready, error) {
 	if err != nil {
 		return nil, Ready{}, err
 	}
-	m := &Machine{cfg: cfg, sa: sa}
+	m := &Machine{cfg: cfg, sa: sa, withdrawn: map[secagg.SiteID]string{}}
 	var rd Ready
 	m.open(&rd)
 	return m, rd, nil
@@ -164,6 +174,13 @@ func (m *Machine) Done() bool { return m.done }
 // Expected returns the sites that may send in the current stage.
 func (m *Machine) Expected() []secagg.SiteID { return m.sa.Expected() }
 
+// Arrived returns the sites whose message for the current stage was
+// accepted, sorted.
+func (m *Machine) Arrived() []secagg.SiteID { return m.sa.Arrived() }
+
+// Deadline returns the tick at which the current stage closes.
+func (m *Machine) Deadline() uint64 { return m.deadline }
+
 // Tick advances time by one tick; the current stage closes when its
 // deadline is reached.
 func (m *Machine) Tick() Ready {
@@ -181,6 +198,9 @@ func (m *Machine) Tick() Ready {
 // ErrNotSender is returned when a message names a site other than the
 // authenticated sender.
 var ErrNotSender = errors.New("round: message names another site than its sender")
+
+// ErrWithdrawn is returned for a message from a site that withdrew.
+var ErrWithdrawn = errors.New("round: site withdrew from the round")
 
 // Receive hands the machine a message from site, authenticated by the
 // transport. A rejected message (wrong stage, forged, duplicate, late)
@@ -210,13 +230,56 @@ func (m *Machine) Receive(site secagg.SiteID, msg secagg.Message) (Ready, error)
 	if claimed != site {
 		return rd, fmt.Errorf("%w: sender %d, message names %d", ErrNotSender, site, claimed)
 	}
+	if _, ok := m.withdrawn[site]; ok {
+		return rd, fmt.Errorf("%w: site %d", ErrWithdrawn, site)
+	}
 	if err := recv(); err != nil {
 		return rd, err
 	}
-	if m.sa.Complete() {
+	if m.allIn() {
 		m.finish(&rd)
 	}
 	return rd, nil
+}
+
+// Withdraw records that site will send nothing more in this round (it
+// refused the round's configuration, say); its later messages are
+// rejected with ErrWithdrawn. From then on a stage closes as soon as every
+// expected site has either sent its message or withdrawn, and each
+// withdrawn site that a stage expected is reported in a SiteDropped event
+// with detail as its Detail. A site's message already accepted for the
+// current stage stays in. Withdrawing twice changes nothing.
+func (m *Machine) Withdraw(site secagg.SiteID, detail string) (Ready, error) {
+	var rd Ready
+	if m.done {
+		return rd, fmt.Errorf("round %d is over: %w", m.cfg.Params.Round, secagg.ErrLate)
+	}
+	if site < 1 || int(site) > m.cfg.Params.N {
+		return rd, fmt.Errorf("round: site %d is not in the roster of %d sites", site, m.cfg.Params.N)
+	}
+	if _, ok := m.withdrawn[site]; ok {
+		return rd, nil
+	}
+	m.withdrawn[site] = detail
+	if m.allIn() {
+		m.finish(&rd)
+	}
+	return rd, nil
+}
+
+// allIn reports whether every site expected in the current stage has sent
+// its message or withdrawn.
+func (m *Machine) allIn() bool {
+	arrived := map[secagg.SiteID]bool{}
+	for _, id := range m.sa.Arrived() {
+		arrived[id] = true
+	}
+	for _, id := range m.sa.Expected() {
+		if _, w := m.withdrawn[id]; !arrived[id] && !w {
+			return false
+		}
+	}
+	return true
 }
 
 // Abort ends the round without a result (an operator's decision, or the
@@ -251,7 +314,11 @@ func (m *Machine) finish(rd *Ready) {
 	}
 	for _, id := range expected {
 		if !arrived[id] {
-			rd.Events = append(rd.Events, Event{Kind: SiteDropped, Stage: st, Site: id, Detail: "no valid message before the stage deadline"})
+			detail, ok := m.withdrawn[id]
+			if !ok {
+				detail = NoMessage
+			}
+			rd.Events = append(rd.Events, Event{Kind: SiteDropped, Stage: st, Site: id, Detail: detail})
 		}
 	}
 	if len(arrived) < m.cfg.MinSites {

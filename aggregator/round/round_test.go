@@ -274,3 +274,84 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal("MinSites above N accepted")
 	}
 }
+
+// A site that withdraws closes the stage without waiting for its deadline,
+// is reported with the given detail, and can send nothing more.
+func TestWithdraw(t *testing.T) {
+	for _, st := range []secagg.Stage{secagg.StageAdvertiseKeys, secagg.StageShareKeys, secagg.StageConsistencyCheck} {
+		t.Run(st.String(), func(t *testing.T) {
+			s, rd := newSim(t, 4, 3, 3, 16, nil)
+			s.dropAt[4] = st
+			s.handle(rd)
+			if s.m.Done() || s.m.Stage() != st {
+				t.Fatalf("stage %v, want %v waiting for site 4", s.m.Stage(), st)
+			}
+			if got := s.m.Arrived(); len(got) != 3 {
+				t.Fatalf("arrived %v, want sites 1-3", got)
+			}
+			rd, err := s.m.Withdraw(4, "site refused the round")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.handle(rd)
+			if !s.m.Done() || s.m.Now() != 0 {
+				t.Fatalf("done=%v after %d ticks; a withdrawal should close the stage at once", s.m.Done(), s.m.Now())
+			}
+			survivors := []secagg.SiteID{1, 2, 3}
+			if st > secagg.StageMaskedInput {
+				survivors = []secagg.SiteID{1, 2, 3, 4}
+			}
+			s.wantSum(survivors)
+			var dropped []Event
+			for _, e := range s.events {
+				if e.Kind == SiteDropped {
+					dropped = append(dropped, e)
+				}
+			}
+			if len(dropped) != 1 || dropped[0].Site != 4 || dropped[0].Stage != st || dropped[0].Detail != "site refused the round" {
+				t.Fatalf("dropout events %+v", dropped)
+			}
+		})
+	}
+}
+
+func TestWithdrawRejects(t *testing.T) {
+	s, _ := newSim(t, 3, 2, 2, 8, nil)
+	msg, err := s.clients[2].AdvertiseKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd, err := s.m.Withdraw(2, "refused"); err != nil || rd.Persist != nil {
+		t.Fatalf("withdraw: %v, ready %+v", err, rd)
+	}
+	if rd, err := s.m.Withdraw(2, "again"); err != nil || rd.Persist != nil {
+		t.Fatalf("second withdraw: %v, ready %+v", err, rd)
+	}
+	if _, err := s.m.Receive(2, msg); !errors.Is(err, ErrWithdrawn) {
+		t.Fatalf("message after withdrawal: %v", err)
+	}
+	for _, id := range []secagg.SiteID{0, 4} {
+		if _, err := s.m.Withdraw(id, "x"); err == nil {
+			t.Fatalf("site %d outside the roster withdrew", id)
+		}
+	}
+	s.handle(s.m.Abort("stop"))
+	if _, err := s.m.Withdraw(1, "late"); !errors.Is(err, secagg.ErrLate) {
+		t.Fatalf("withdraw after the end: %v", err)
+	}
+}
+
+// Every expected site withdrawing ends the stage at once with TooFewSites.
+func TestAllWithdraw(t *testing.T) {
+	s, _ := newSim(t, 3, 2, 2, 8, nil)
+	for id := secagg.SiteID(1); id <= 3; id++ {
+		rd, err := s.m.Withdraw(id, "refused")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.handle(rd)
+	}
+	if s.abort == nil || s.abort.Reason != TooFewSites || s.m.Now() != 0 {
+		t.Fatalf("abort %+v after %d ticks", s.abort, s.m.Now())
+	}
+}
