@@ -97,7 +97,8 @@ type state struct {
 type Client struct {
 	cfg    *Config
 	opts   Options
-	keys   *keystore.FileStore
+	keys   keystore.Store
+	vault  *keystore.VaultStore // nil unless keystore.type is vault
 	ident  keystore.VersionedSigner
 	tlsKey crypto.Signer
 	roots  *x509.CertPool
@@ -130,31 +131,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	pass := opts.Passphrase
 	var err error
-	if pass == nil {
-		if pass, err = keystore.PassphraseFromEnv(); err != nil {
-			return nil, err
-		}
-	}
-	kdir := filepath.Join(cfg.DataDir, "keys")
-	if _, err := os.Stat(filepath.Join(kdir, keystore.FileName)); errors.Is(err, fs.ErrNotExist) {
-		c.keys, err = keystore.InitFileStore(kdir, pass)
+	if cfg.Keystore.Type == "vault" {
+		err = c.openVaultKeys(ctx)
 	} else {
-		c.keys, err = keystore.OpenFileStore(kdir, pass)
+		err = c.openFileKeys(ctx)
 	}
 	if err != nil {
-		return nil, err
-	}
-	for name, alg := range map[string]keystore.Algorithm{keyIdentity: keystore.Ed25519, keyTLS: keystore.ECDSAP256} {
-		if err := c.keys.CreateSigningKey(ctx, name, alg); err != nil && !errors.Is(err, keystore.ErrExists) {
-			return nil, err
-		}
-	}
-	if c.ident, err = c.keys.Signer(ctx, keyIdentity); err != nil {
-		return nil, err
-	}
-	if c.tlsKey, err = c.keys.CryptoSigner(ctx, keyTLS); err != nil {
+		c.Close()
 		return nil, err
 	}
 	caPEM, err := os.ReadFile(cfg.CAFile)
@@ -204,6 +188,37 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 	return c, nil
 }
 
+// openFileKeys opens (or creates) the encrypted key store in
+// DataDir/keys with the identity key and the mTLS key.
+func (c *Client) openFileKeys(ctx context.Context) error {
+	pass := c.opts.Passphrase
+	var err error
+	if pass == nil {
+		if pass, err = keystore.PassphraseFromEnv(); err != nil {
+			return err
+		}
+	}
+	kdir := filepath.Join(c.cfg.DataDir, "keys")
+	var fst *keystore.FileStore
+	if _, err := os.Stat(filepath.Join(kdir, keystore.FileName)); errors.Is(err, fs.ErrNotExist) {
+		fst, err = keystore.InitFileStore(kdir, pass)
+		if err != nil {
+			return err
+		}
+	} else if fst, err = keystore.OpenFileStore(kdir, pass); err != nil {
+		return err
+	}
+	c.keys = fst
+	if c.ident, err = server.EnsureSigningKey(ctx, fst, c.cfg.Keystore.IdentityKey, keystore.Ed25519); err != nil {
+		return err
+	}
+	if _, err := server.EnsureSigningKey(ctx, fst, keyTLS, keystore.ECDSAP256); err != nil {
+		return err
+	}
+	c.tlsKey, err = fst.CryptoSigner(ctx, keyTLS)
+	return err
+}
+
 func (c *Client) path(name string) string { return filepath.Join(c.cfg.DataDir, name) }
 
 func (c *Client) saveState() error {
@@ -214,8 +229,12 @@ func (c *Client) saveState() error {
 	return writeAtomic(c.path("state.json"), b, 0o600)
 }
 
-// Close releases the connection.
+// Close releases the connection and the Vault session.
 func (c *Client) Close() error {
+	if c.vault != nil {
+		c.vault.Close()
+		c.vault = nil
+	}
 	if c.conn != nil {
 		return c.conn.Close()
 	}
@@ -247,9 +266,9 @@ func (c *Client) connect() error {
 
 // enroll exchanges the one-time token for a certificate.
 func (c *Client) enroll(ctx context.Context) error {
-	tok, err := os.ReadFile(c.cfg.TokenFile)
+	tok, err := c.enrollmentToken(ctx)
 	if err != nil {
-		return fmt.Errorf("token_file: %w", err)
+		return err
 	}
 	csr, err := keystore.NewCSR(c.tlsKey, keystore.CertRequest{CommonName: "site:" + c.cfg.Site, URIs: nil})
 	if err != nil {
@@ -262,7 +281,7 @@ func (c *Client) enroll(ctx context.Context) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	resp, err := c.fed.Enroll(ctx, &pb.EnrollRequest{Site: c.cfg.Site, Token: strings.TrimSpace(string(tok)), Csr: csr, IdentityKey: ik})
+	resp, err := c.fed.Enroll(ctx, &pb.EnrollRequest{Site: c.cfg.Site, Token: tok, Csr: csr, IdentityKey: ik})
 	if err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}

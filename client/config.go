@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/fedtune/fedtune/server"
@@ -43,9 +44,11 @@ type Config struct {
 	CAFile string `json:"ca_file"`
 	// TokenFile holds the one-time enrollment token; used once.
 	TokenFile string `json:"token_file"`
-	// DataDir holds the site's keys, certificate, privacy ledger, witness
-	// state and downloaded adapters.
+	// DataDir holds the site's keys (with keystore type file),
+	// certificate, privacy ledger, witness state and downloaded adapters.
 	DataDir string `json:"data_dir"`
+	// Keystore says where the site's keys live.
+	Keystore KeystoreConfig `json:"keystore"`
 	// Data is the site's training records (JSONL); EvalData optional
 	// held-out records.
 	Data     string `json:"data"`
@@ -63,6 +66,23 @@ type Config struct {
 	// "advertise_keys", "share_keys", "masked_input", "consistency_check"
 	// or "unmask". For drills and demos only.
 	DropAt string `json:"drop_at"`
+}
+
+// KeystoreConfig selects where the site's keys live.
+type KeystoreConfig struct {
+	// Type is "file" (DataDir/keys, encrypted under FEDTUNE_PASSPHRASE or
+	// FEDTUNE_PASSPHRASE_FILE; the default) or "vault".
+	Type string `json:"type"`
+	// Vault says how to reach Vault; vault only.
+	Vault server.VaultSettings `json:"vault"`
+	// IdentityKey is the site's Ed25519 identity key (secure aggregation,
+	// dp.spend entries, cosignatures); a Transit key with vault. Default
+	// "site-identity" (file) or "fedtune-site-<site>" (vault). With vault
+	// the site's secrets are KV entries named after it:
+	// <identity_key>.tls-key (the mTLS private key, created on first
+	// start) and <identity_key>.enrollment-token (read when token_file is
+	// empty).
+	IdentityKey string `json:"identity_key"`
 }
 
 // Policy is what the site accepts, enforced by the site.
@@ -97,6 +117,7 @@ func LoadConfig(path string) (*Config, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	c.Keystore.Vault.ResolvePaths(base)
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, &server.ConfigError{File: path, Err: err}
@@ -114,6 +135,18 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Policy.Delta == 0 {
 		c.Policy.Delta = 1e-5
+	}
+	if c.Keystore.Type == "" {
+		c.Keystore.Type = "file"
+	}
+	if c.Keystore.IdentityKey == "" {
+		c.Keystore.IdentityKey = keyIdentity
+		if c.Keystore.Type == "vault" {
+			c.Keystore.IdentityKey = "fedtune-site-" + c.Site
+		}
+	}
+	if c.Keystore.Type == "vault" {
+		c.Keystore.Vault.SetDefaults()
 	}
 }
 
@@ -150,6 +183,24 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("drop_at: %q is not a stage (advertise_keys, share_keys, masked_input, consistency_check, unmask)", c.DropAt)
 	}
+	switch c.Keystore.Type {
+	case "file":
+		if !c.Keystore.Vault.IsZero() {
+			return fmt.Errorf("keystore.vault: is set but keystore.type is \"file\" (want type \"vault\")")
+		}
+		if c.Keystore.IdentityKey == keyTLS {
+			return fmt.Errorf("keystore.identity_key: %q is the name of the site's TLS key", keyTLS)
+		}
+	case "vault":
+		if err := c.Keystore.Vault.Check("keystore.vault"); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("keystore.type: %q (want file or vault)", c.Keystore.Type)
+	}
+	if !keyNameRE.MatchString(c.Keystore.IdentityKey) {
+		return fmt.Errorf("keystore.identity_key: %q is not a key name (want 1-100 of [A-Za-z0-9._-], starting with a letter or digit)", c.Keystore.IdentityKey)
+	}
 	if _, err := os.Stat(c.Data); err != nil {
 		return fmt.Errorf("data: %w", err)
 	}
@@ -162,3 +213,7 @@ func backoff(n int) time.Duration {
 	d := 200 * time.Millisecond << min(n, 6)
 	return min(d, 10*time.Second)
 }
+
+// keyNameRE leaves room for the ".tls-key" and ".enrollment-token" suffixes
+// of the site's secrets within the key store's 128-character names.
+var keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)

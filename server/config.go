@@ -50,10 +50,19 @@ type Config struct {
 // KeystoreConfig selects where the server's keys live.
 type KeystoreConfig struct {
 	// Type is "file" (encrypted key files; the passphrase comes from
-	// FEDTUNE_PASSPHRASE or FEDTUNE_PASSPHRASE_FILE).
+	// FEDTUNE_PASSPHRASE or FEDTUNE_PASSPHRASE_FILE) or "vault" (signing
+	// keys in Vault Transit, certificates from a Vault PKI role instead
+	// of the built-in federation CA).
 	Type string `json:"type"`
-	// Dir is the file store directory (default DataDir/keys).
+	// Dir is the file store directory (default DataDir/keys); file only.
 	Dir string `json:"dir"`
+	// Vault says how to reach Vault; vault only.
+	Vault VaultSettings `json:"vault"`
+	// CheckpointKey signs the audit log's checkpoints (Ed25519; default
+	// "audit-checkpoint"); ProvenanceKey signs the provenance record of
+	// each published adapter (default "provenance").
+	CheckpointKey string `json:"checkpoint_key"`
+	ProvenanceKey string `json:"provenance_key"`
 }
 
 // RoundConfig is the training and protocol configuration of every round.
@@ -168,6 +177,7 @@ func LoadConfig(path string) (*Config, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	c.Keystore.Vault.ResolvePaths(base)
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		var fe *fieldError
@@ -313,8 +323,17 @@ func (c *Config) SetDefaults() {
 	if c.Keystore.Type == "" {
 		c.Keystore.Type = "file"
 	}
-	if c.Keystore.Dir == "" && c.DataDir != "" {
+	if c.Keystore.Dir == "" && c.DataDir != "" && c.Keystore.Type == "file" {
 		c.Keystore.Dir = filepath.Join(c.DataDir, "keys")
+	}
+	if c.Keystore.Type == "vault" {
+		c.Keystore.Vault.SetDefaults()
+	}
+	if c.Keystore.CheckpointKey == "" {
+		c.Keystore.CheckpointKey = keyAudit
+	}
+	if c.Keystore.ProvenanceKey == "" {
+		c.Keystore.ProvenanceKey = keyProv
 	}
 	r := &c.Round
 	if r.LoraRank == 0 {
@@ -394,8 +413,8 @@ func (c *Config) Validate() error {
 	} else if !st.IsDir() {
 		return ferr("base_model", "%s is not a directory", c.BaseModel)
 	}
-	if c.Keystore.Type != "file" {
-		return ferr("keystore.type", "%q is not supported here (want file)", c.Keystore.Type)
+	if err := c.Keystore.validate(); err != nil {
+		return err
 	}
 	r := c.Round
 	switch {
@@ -480,4 +499,31 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+func (k *KeystoreConfig) validate() error {
+	switch k.Type {
+	case "file":
+		if !k.Vault.IsZero() {
+			return ferr("keystore.vault", "is set but keystore.type is \"file\" (want type \"vault\")")
+		}
+	case "vault":
+		if k.Dir != "" {
+			return ferr("keystore.dir", "is set but keystore.type is \"vault\" (the file store directory is for type \"file\")")
+		}
+		if err := k.Vault.Check("keystore.vault"); err != nil {
+			return err
+		}
+	default:
+		return ferr("keystore.type", "%q (want file or vault)", k.Type)
+	}
+	for _, f := range []struct{ field, name string }{{"keystore.checkpoint_key", k.CheckpointKey}, {"keystore.provenance_key", k.ProvenanceKey}} {
+		if !validKeyName(f.name) {
+			return ferr(f.field, "%q is not a key name (want 1-128 of [A-Za-z0-9._-], starting with a letter or digit)", f.name)
+		}
+	}
+	if k.CheckpointKey == k.ProvenanceKey {
+		return ferr("keystore.provenance_key", "%q is also keystore.checkpoint_key: each key has one purpose", k.ProvenanceKey)
+	}
+	return nil
 }

@@ -84,8 +84,9 @@ const (
 type Server struct {
 	cfg     *Config
 	st      *store
-	keys    *keystore.FileStore
-	ca      *CA
+	keys    keystore.Store
+	vault   *keystore.VaultStore // nil unless keystore.type is vault
+	ca      certAuthority
 	audit   AuditLog
 	now     func() time.Time
 	rand    io.Reader
@@ -128,19 +129,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 	s := &Server{cfg: cfg, now: opts.Now, rand: opts.Rand, log: opts.Log, hook: opts.Hook,
 		metrics: &metrics{}, limiters: map[string]*rate.Limiter{}}
 	var err error
-	pass := opts.Passphrase
-	if pass == nil {
-		if pass, err = keystore.PassphraseFromEnv(); err != nil {
-			return nil, err
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
 		}
-	}
-	if s.keys, err = openOrInitKeys(cfg.Keystore.Dir, pass); err != nil {
+	}()
+	if err := s.openKeys(ctx, opts.Passphrase); err != nil {
 		return nil, err
-	}
-	for _, k := range []string{keyCA, keyAudit, keyProv} {
-		if err := s.keys.CreateSigningKey(ctx, k, keystore.Ed25519); err != nil && !errors.Is(err, keystore.ErrExists) {
-			return nil, fmt.Errorf("key store: create %s: %w", k, err)
-		}
 	}
 	if s.baseDigest, err = DirDigest(cfg.BaseModel); err != nil {
 		return nil, fmt.Errorf("base_model: %w", err)
@@ -148,13 +144,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 	if s.st, err = openStore(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			s.Close()
-		}
-	}()
-	if err := s.initCA(ctx); err != nil {
+	if s.vault != nil {
+		err = s.initVaultCA(ctx)
+	} else {
+		err = s.initCA(ctx)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if s.audit, err = openAuditLog(ctx, filepath.Join(cfg.DataDir, "audit"), cfg.Federation, s.keys, s.now); err != nil {
@@ -171,6 +166,44 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// openKeys opens the configured key store and makes sure the checkpoint
+// and provenance keys (and, for the file store, the federation CA key)
+// exist.
+func (s *Server) openKeys(ctx context.Context, pass []byte) error {
+	kc := s.cfg.Keystore
+	names := map[string]string{keyAudit: kc.CheckpointKey, keyProv: kc.ProvenanceKey}
+	switch kc.Type {
+	case "vault":
+		vs, err := kc.Vault.Open(ctx, s.log.Printf)
+		if err != nil {
+			return fmt.Errorf("keystore.vault: %w", err)
+		}
+		s.vault = vs
+		s.keys = renamedStore{Store: vs, names: names}
+	default:
+		var err error
+		if pass == nil {
+			if pass, err = keystore.PassphraseFromEnv(); err != nil {
+				return err
+			}
+		}
+		fs, err := openOrInitKeys(kc.Dir, pass)
+		if err != nil {
+			return err
+		}
+		if err := fs.CreateSigningKey(ctx, keyCA, keystore.Ed25519); err != nil && !errors.Is(err, keystore.ErrExists) {
+			return fmt.Errorf("key store: create %s: %w", keyCA, err)
+		}
+		s.keys = renamedStore{Store: fs, names: names}
+	}
+	for _, k := range []string{keyAudit, keyProv} {
+		if _, err := EnsureSigningKey(ctx, s.keys, k, keystore.Ed25519); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func openOrInitKeys(dir string, pass []byte) (*keystore.FileStore, error) {
 	if _, err := os.Stat(filepath.Join(dir, keystore.FileName)); errors.Is(err, fs.ErrNotExist) {
 		return keystore.InitFileStore(dir, pass)
@@ -181,7 +214,11 @@ func openOrInitKeys(dir string, pass []byte) (*keystore.FileStore, error) {
 // initCA loads the federation CA certificate from the database (creating it
 // on first start) and issues this process's server certificate.
 func (s *Server) initCA(ctx context.Context) error {
-	signer, err := s.keys.CryptoSigner(ctx, keyCA)
+	fs, ok := s.keys.(renamedStore).Store.(*keystore.FileStore)
+	if !ok {
+		return errors.New("the built-in federation CA needs the file key store")
+	}
+	signer, err := fs.CryptoSigner(ctx, keyCA)
 	if err != nil {
 		return fmt.Errorf("key store: %w", err)
 	}
@@ -271,7 +308,7 @@ func (s *Server) writeCredentials(role Role) error {
 	if err != nil {
 		return err
 	}
-	cert, err := s.ca.Issue(key.Public(), role, "local", 30*24*time.Hour, nil)
+	cert, err := s.issueLocal(key, role, "local", 30*24*time.Hour, nil)
 	if err != nil {
 		return err
 	}
@@ -309,9 +346,12 @@ func (s *Server) inviteSite(ctx context.Context, site string, by Identity) (stri
 	return tok, exp, nil
 }
 
-// Close releases the database and the audit log.
+// Close releases the database, the audit log and the Vault session.
 func (s *Server) Close() error {
 	var errs []error
+	if s.vault != nil {
+		defer s.vault.Close()
+	}
 	if s.audit != nil {
 		errs = append(errs, s.audit.Close())
 	}
@@ -331,7 +371,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	max := s.cfg.Limits.MaxMessageBytes
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(ServerTLSConfig(s.tlsCert, s.ca.Pool()))),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptors()...),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		// gRPC's own hard cap is 2× the configured limit, so that messages
 		// between the two reach the interceptor and are refused with an
