@@ -26,6 +26,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -171,7 +172,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 // exist.
 func (s *Server) openKeys(ctx context.Context, pass []byte) error {
 	kc := s.cfg.Keystore
-	names := map[string]string{keyAudit: kc.CheckpointKey, keyProv: kc.ProvenanceKey}
+	names := map[string]string{keyAudit: cmp.Or(kc.CheckpointKey, keyAudit), keyProv: cmp.Or(kc.ProvenanceKey, keyProv)}
 	switch kc.Type {
 	case "vault":
 		vs, err := kc.Vault.Open(ctx, s.log.Printf)
