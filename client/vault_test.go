@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +206,53 @@ func TestVaultFullRound(t *testing.T) {
 	pkix, _ := x509.MarshalPKIXPublicKey(ppubs[0].Key)
 	if prov.SignerKey != base64.StdEncoding.EncodeToString(pkix) {
 		t.Errorf("provenance signer %s is not the Transit provenance key", prov.SignerKey)
+	}
+}
+
+// Keystore settings are checked at load time and errors name the field.
+func TestKeystoreConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "train.jsonl")
+	os.WriteFile(data, []byte(`{"text":"x"}`+"\n"), 0o600)
+	base := func() Config {
+		return Config{Site: "site-a", Server: "127.0.0.1:1", CAFile: "ca.pem", DataDir: dir, Data: data, BaseModel: dir,
+			Policy: Policy{AllowedBaseModels: []string{"sha256:00"}, MaxEpsilonPerRound: 1, EpsilonCap: 2}}
+	}
+	t.Setenv("VAULT_TOKEN", "")
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"unknown type", func(c *Config) { c.Keystore.Type = "hsm" }, "keystore.type"},
+		{"vault settings with file", func(c *Config) { c.Keystore.Vault.Address = "https://v:8200" }, "keystore.vault"},
+		{"no address", func(c *Config) { c.Keystore.Type = "vault" }, "keystore.vault.address"},
+		{"no token", func(c *Config) {
+			c.Keystore = KeystoreConfig{Type: "vault", Vault: server.VaultSettings{Address: "https://v:8200"}}
+		}, "keystore.vault.token_file"},
+		{"approle without role", func(c *Config) {
+			c.Keystore = KeystoreConfig{Type: "vault", Vault: server.VaultSettings{Address: "https://v:8200", Auth: "approle"}}
+		}, "keystore.vault.role_id"},
+		{"bad identity key", func(c *Config) { c.Keystore.IdentityKey = "a/b" }, "keystore.identity_key"},
+		{"identity is the TLS key", func(c *Config) { c.Keystore.IdentityKey = keyTLS }, "keystore.identity_key"},
+	} {
+		c := base()
+		tc.mutate(&c)
+		c.SetDefaults()
+		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), tc.want+":") {
+			t.Errorf("%s: %v, want an error starting with %s:", tc.name, err, tc.want)
+		}
+	}
+	c := base()
+	c.SetDefaults()
+	if err := c.Validate(); err != nil || c.Keystore.Type != "file" || c.Keystore.IdentityKey != keyIdentity {
+		t.Fatalf("defaults: %+v, %v", c.Keystore, err)
+	}
+	c = base()
+	c.Keystore = KeystoreConfig{Type: "vault", Vault: server.VaultSettings{Address: "https://v:8200"}}
+	t.Setenv("VAULT_TOKEN", "t")
+	c.SetDefaults()
+	if err := c.Validate(); err != nil || c.Keystore.IdentityKey != "fedtune-site-site-a" || c.Keystore.Vault.TransitMount != "transit" {
+		t.Fatalf("vault defaults: %+v, %v", c.Keystore, err)
 	}
 }

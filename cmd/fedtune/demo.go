@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,6 +30,7 @@ import (
 
 // demoSummary is what `fedtune demo --json` prints.
 type demoSummary struct {
+	Keystore         string                          `json:"keystore"`
 	RoundsCompleted  int                             `json:"rounds_completed"`
 	RoundsRequested  int                             `json:"rounds_requested"`
 	Sites            []string                        `json:"sites"`
@@ -200,6 +202,8 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 			return err
 		}
 		defer dv.Close(context.WithoutCancel(ctx))
+		// The processes use their own tokens only, never the operator's.
+		env = filterEnv(env, "VAULT_TOKEN")
 	}
 	threshold := o.sites/2 + 1
 	minSites := o.sites
@@ -309,7 +313,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	logf("%d sites started; running %d rounds", len(names), o.rounds)
 	wg.Wait()
 	sum := demoSummary{Sites: names, RoundsRequested: o.rounds, EpsilonBySite: map[string]demoEpsilon{}, EvalLossBySite: map[string]demoLoss{},
-		RoundsBySite: map[string][]client.RoundReport{}, WorkDir: dir, Dropped: o.drop}
+		RoundsBySite: map[string][]client.RoundReport{}, WorkDir: dir, Dropped: o.drop, Keystore: cmp.Or(o.keystore, "file")}
 	var nb, ng, nl float64
 	for _, r := range runs {
 		if r.err != nil {
@@ -378,7 +382,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 }
 
 func printDemo(w io.Writer, s *demoSummary) {
-	fmt.Fprintf(w, "\nfedtune demo: %d of %d rounds completed with %d sites in %.0fs\n", s.RoundsCompleted, s.RoundsRequested, len(s.Sites), s.ElapsedSeconds)
+	fmt.Fprintf(w, "\nfedtune demo: %d of %d rounds completed with %d sites in %.0fs (keys: %s)\n", s.RoundsCompleted, s.RoundsRequested, len(s.Sites), s.ElapsedSeconds, s.Keystore)
 	if s.Dropped != "" {
 		fmt.Fprintf(w, "dropped: %s (secure aggregation continued without it)\n", s.Dropped)
 	}

@@ -36,6 +36,7 @@ func TestDemoVault(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s struct {
+		Keystore        string   `json:"keystore"`
 		RoundsCompleted int      `json:"rounds_completed"`
 		AuditVerified   bool     `json:"audit_verified"`
 		AuditCosigners  []string `json:"audit_cosigners"`
@@ -43,7 +44,7 @@ func TestDemoVault(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
 		t.Fatalf("%v\n%s", err, out.Bytes())
 	}
-	if s.RoundsCompleted != 1 || !s.AuditVerified || len(s.AuditCosigners) == 0 {
+	if s.Keystore != "vault" || s.RoundsCompleted != 1 || !s.AuditVerified || len(s.AuditCosigners) == 0 {
 		t.Fatalf("summary: %s", out.Bytes())
 	}
 	for _, p := range []string{"aggregator/data/keys", "site-a/state/keys", "site-b/state/keys", "site-c/state/keys"} {
