@@ -19,6 +19,7 @@ import (
 	"github.com/fedtune/fedtune/audit"
 	"github.com/fedtune/fedtune/crypto/keystore"
 	"github.com/fedtune/fedtune/server"
+	vault "github.com/hashicorp/vault/api"
 )
 
 // clientTestVault connects to the Vault dev server of
@@ -93,6 +94,11 @@ func TestVaultFullRound(t *testing.T) {
 	for _, s := range sites {
 		c := f.siteConfig(s, 60)
 		c.Keystore = KeystoreConfig{Type: "vault", Vault: v, IdentityKey: "client-test-" + s + "-" + sfx}
+		if s == "site-b" {
+			// This site logs in with AppRole under the least-privilege site
+			// policy; its identity key is created by the operator first.
+			c.Keystore.Vault = siteAppRole(t, vs, v, c.Keystore.IdentityKey, filepath.Join(f.dir, "site-b-secret-id"))
+		}
 		if s == "site-c" {
 			// This site's enrollment token is a Vault secret, not a file.
 			tok, err := os.ReadFile(c.TokenFile)
@@ -255,4 +261,59 @@ func TestKeystoreConfigErrors(t *testing.T) {
 	if err := c.Validate(); err != nil || c.Keystore.IdentityKey != "fedtune-site-site-a" || c.Keystore.Vault.TransitMount != "transit" {
 		t.Fatalf("vault defaults: %+v, %v", c.Keystore, err)
 	}
+}
+
+// siteAppRole creates the identity key and an AppRole whose tokens carry
+// only keystore.VaultPolicy("site", ..., key), and returns settings that
+// log in with it (the secret ID in secretIDFile, mode 0600).
+func siteAppRole(t *testing.T, vs *keystore.VaultStore, v server.VaultSettings, key, secretIDFile string) server.VaultSettings {
+	t.Helper()
+	ctx := context.Background()
+	c := vs.Client()
+	auths, err := c.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := auths["approle/"]; !ok {
+		if err := c.Sys().EnableAuthWithOptionsWithContext(ctx, "approle", &vault.EnableAuthOptions{Type: "approle"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vs.CreateSigningKey(ctx, key, keystore.Ed25519); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := v.StoreConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := keystore.VaultPolicy("site", sc, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sys().PutPolicyWithContext(ctx, "fedtune-test-"+key, policy); err != nil {
+		t.Fatal(err)
+	}
+	role := "fedtune-test-" + key
+	if _, err := c.Logical().WriteWithContext(ctx, "auth/approle/role/"+role, map[string]any{
+		"token_policies": "fedtune-test-" + key, "token_ttl": "10m", "token_max_ttl": "1h",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rid, err := c.Logical().ReadWithContext(ctx, "auth/approle/role/"+role+"/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := c.Logical().WriteWithContext(ctx, "auth/approle/role/"+role+"/secret-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secretIDFile, []byte(sid.Data["secret_id"].(string)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := v
+	a.Auth, a.TokenFile, a.RoleID, a.SecretIDFile = "approle", "", rid.Data["role_id"].(string), secretIDFile
+	if err := a.Check("vault"); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
