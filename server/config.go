@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -94,6 +95,15 @@ type RoundConfig struct {
 	// ServerOptimizer is "fedavg" or "fedadam"; ServerLR its step size.
 	ServerOptimizer string  `json:"server_optimizer"`
 	ServerLR        float64 `json:"server_lr"`
+	// DistributedNoiseStd is the standard deviation, in update units, of
+	// the distributed Skellam noise on the sum of any MinHonestSites honest
+	// sites' updates (each site adds its share before masking); 0 turns
+	// distributed noise off.
+	DistributedNoiseStd float64 `json:"distributed_noise_std"`
+	// MinHonestSites is how many honest sites the noise budget assumes: if
+	// only that many sites add their share, the sum still carries noise of
+	// DistributedNoiseStd. 0 means the round's secure-aggregation threshold.
+	MinHonestSites int `json:"min_honest_sites"`
 }
 
 // LimitsConfig bounds what one caller may send.
@@ -448,6 +458,12 @@ func (c *Config) Validate() error {
 		return ferr("round.server_optimizer", "%q (want fedavg or fedadam)", r.ServerOptimizer)
 	case r.ServerLR <= 0:
 		return ferr("round.server_lr", "must be > 0")
+	case !(r.DistributedNoiseStd >= 0) || math.IsInf(r.DistributedNoiseStd, 0):
+		return ferr("round.distributed_noise_std", "%v: want a finite value ≥ 0 (0 turns distributed noise off)", r.DistributedNoiseStd)
+	case r.MinHonestSites < 0:
+		return ferr("round.min_honest_sites", "%d: want ≥ 1, or 0 for the secure-aggregation threshold", r.MinHonestSites)
+	case r.MinHonestSites > 0 && r.MinHonestSites > r.MinSites:
+		return ferr("round.min_honest_sites", "%d exceeds round.min_sites %d: a round may have only that many sites", r.MinHonestSites, r.MinSites)
 	}
 	for i, m := range r.TargetModules {
 		switch m {

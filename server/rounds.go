@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fedtune/fedtune/aggregator"
+	"github.com/fedtune/fedtune/aggregator/round"
 	"github.com/fedtune/fedtune/audit"
 	"github.com/fedtune/fedtune/crypto/secagg"
 	"github.com/fedtune/fedtune/model"
@@ -26,10 +26,17 @@ import (
 // adapter is written to disk but not yet recorded as published.
 const stagePublishing = 8
 
-// roundDriver runs rounds: it opens them, feeds arriving messages to the
-// crypto/secagg server state machine, closes each stage when every expected
-// site answered or its deadline passed (a real timer), and publishes the
-// result. One round runs at a time.
+// tickInterval is the length of one tick of the round state machine: the
+// driver loop wakes this often, and stage deadlines are counted in ticks.
+const tickInterval = 50 * time.Millisecond
+
+// roundDriver runs rounds. It owns one aggregator/round.Machine per round:
+// the driver loop advances the machine's clock with Tick, arriving messages
+// and refusals go in through Receive and Withdraw, and the driver loop
+// alone carries out each Ready the machine returns, in the documented
+// order: persist the stage, append the audit entries, hand the stage's
+// output to the sites, then publish the result or end the aborted round.
+// One round runs at a time.
 type roundDriver struct {
 	s *Server
 
@@ -37,7 +44,7 @@ type roundDriver struct {
 	cur     *activeRound
 	last    *pb.RoundStatus // last finished round, for sites that ask late
 	changed chan struct{}   // closed and replaced on every state change
-	opening bool
+	kick    chan struct{}   // wakes the driver loop when a Ready is pending
 
 	model  *model.Model
 	global *model.Adapter
@@ -47,19 +54,20 @@ type roundDriver struct {
 
 type activeRound struct {
 	cfg      *pb.RoundConfig
-	stage    pb.Stage
-	deadline time.Time
+	m        *round.Machine
+	start    time.Time      // wall time of the machine's tick 0
+	stage    pb.Stage       // the stage persisted last: what sites see
+	expected []string       // the sites expected in stage
 	sites    []string       // roster order: SiteID = index+1
 	ids      map[string]int // site → SiteID
-	sa       *secagg.Server
-	outputs  map[pb.Stage]map[string][]byte
-	refused  map[string]string
-	reason   string
-	opened   time.Time
+	// pending holds the Ready batches that Receive and Withdraw returned,
+	// for the driver loop to carry out in order.
+	pending []round.Ready
+	outputs map[pb.Stage]map[string][]byte // stage → site → its output of stage
 }
 
 func newRoundDriver(s *Server) *roundDriver {
-	return &roundDriver{s: s, changed: make(chan struct{})}
+	return &roundDriver{s: s, changed: make(chan struct{}), kick: make(chan struct{}, 1)}
 }
 
 func (d *roundDriver) notify() {
@@ -232,7 +240,7 @@ func (d *roundDriver) current() *pb.RoundStatus {
 
 func (d *roundDriver) statusLocked() *pb.RoundStatus {
 	if r := d.cur; r != nil {
-		return &pb.RoundStatus{Round: r.cfg.Round, Stage: r.stage, Config: r.cfg, AbortReason: r.reason, Participants: r.expectedNames()}
+		return &pb.RoundStatus{Round: r.cfg.Round, Stage: r.stage, Config: r.cfg, Participants: r.expected}
 	}
 	if d.last != nil {
 		return d.last
@@ -240,38 +248,20 @@ func (d *roundDriver) statusLocked() *pb.RoundStatus {
 	return &pb.RoundStatus{}
 }
 
-// ready reports whether every expected site has answered or refused.
-func (r *activeRound) ready() bool {
-	if r.sa.Complete() {
-		return true
-	}
-	arrived := map[secagg.SiteID]bool{}
-	for _, id := range r.sa.Arrived() {
-		arrived[id] = true
-	}
-	for _, id := range r.sa.Expected() {
-		if _, refused := r.refused[r.sites[id-1]]; !arrived[id] && !refused {
-			return false
-		}
-	}
-	return true
-}
-
-func (r *activeRound) expectedNames() []string {
-	if r.sa == nil {
-		return nil
-	}
-	var out []string
-	for _, id := range r.sa.Expected() {
+func (r *activeRound) names(ids []secagg.SiteID) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
 		out = append(out, r.sites[id-1])
 	}
 	return out
 }
 
-// run is the driver loop: a 50 ms ticker checks stage deadlines and the
-// automatic schedule until ctx is done.
+// run is the driver loop until ctx is done: every tick (and at once when
+// a message leaves a Ready pending) it carries out the pending Ready
+// batches, advances the round machine's clock to the wall clock, and opens
+// automatic rounds.
 func (d *roundDriver) run(ctx context.Context) {
-	t := time.NewTicker(50 * time.Millisecond)
+	t := time.NewTicker(tickInterval)
 	defer t.Stop()
 	var nextAuto time.Time
 	for {
@@ -279,11 +269,11 @@ func (d *roundDriver) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-d.kick:
 		}
 		d.mu.Lock()
-		r := d.cur
-		if r != nil && r.sa != nil && (r.ready() || !d.s.now().Before(r.deadline)) {
-			d.finishStageLocked(ctx)
+		if d.cur != nil {
+			d.stepLocked(ctx)
 			if d.cur == nil {
 				// The pause between automatic rounds starts when one ends.
 				nextAuto = d.s.now().Add(d.s.cfg.Schedule.Interval.D())
@@ -349,22 +339,26 @@ func (d *roundDriver) open(ctx context.Context, by Identity) (*pb.RoundStatus, e
 	if err != nil {
 		return nil, err
 	}
-	round := uint64(1)
+	rnd := uint64(1)
 	if last != nil {
-		round = last.Round + 1
+		rnd = last.Round + 1
+	}
+	minHonest := rc.MinHonestSites
+	if minHonest == 0 {
+		minHonest = t
 	}
 	dim := d.global.NumTrainable()
-	scale := aggregator.ChooseScale(dim, rc.ClipNorm, 0, len(sites), t)
-	acfg := aggregator.Config{Dim: dim, ClipNorm: rc.ClipNorm, Scale: scale, MaxSites: len(sites), MinHonest: t}
+	scale := aggregator.ChooseScale(dim, rc.ClipNorm, rc.DistributedNoiseStd, len(sites), minHonest)
+	acfg := aggregator.Config{Dim: dim, ClipNorm: rc.ClipNorm, Scale: scale, MaxSites: len(sites), NoiseStd: rc.DistributedNoiseStd, MinHonest: minHonest}
 	if err := acfg.Validate(); err != nil {
-		return nil, fmt.Errorf("quantization: %w", err)
+		return nil, fmt.Errorf("quantization (round.distributed_noise_std, round.min_honest_sites): %w", err)
 	}
 	seed := make([]byte, 32)
 	if _, err := io.ReadFull(s.rand, seed); err != nil {
 		return nil, err
 	}
 	cfg := &pb.RoundConfig{
-		Federation: s.cfg.Federation, Round: round, BaseModelDigest: s.baseDigest,
+		Federation: s.cfg.Federation, Round: rnd, BaseModelDigest: s.baseDigest,
 		Lora: &pb.LoraConfig{Rank: uint32(rc.LoraRank), Alpha: rc.LoraAlpha, TargetModules: rc.TargetModules, Ffa: rc.FFA, ASeed: rc.ASeed},
 		Dp: &pb.DPConfig{NoiseMultiplier: rc.NoiseMultiplier, ExpectedBatchSize: uint32(rc.ExpectedBatchSize), Steps: uint32(rc.Steps),
 			MaxGradNorm: rc.MaxGradNorm, Delta: rc.Delta, LearningRate: rc.LearningRate},
@@ -372,13 +366,21 @@ func (d *roundDriver) open(ctx context.Context, by Identity) (*pb.RoundStatus, e
 		RoundSeed: seed, QuantScale: scale, PaddedLen: uint64(acfg.PaddedDim()),
 		MaxMessageBytes: uint64(s.cfg.Limits.MaxMessageBytes), ChunkWords: uint32(s.cfg.Limits.MaxMessageBytes / 8),
 		StageTimeoutMs: rc.StageTimeout.D().Milliseconds(), TrainTimeoutMs: rc.TrainTimeout.D().Milliseconds(),
-		Roster: roster,
+		Roster: roster, DistributedNoiseStd: rc.DistributedNoiseStd, MinHonestSites: uint32(minHonest),
 	}
 	params := secaggParams(cfg)
 	if err := params.Validate(); err != nil {
 		return nil, fmt.Errorf("secure aggregation: %w", err)
 	}
-	sa, err := secagg.NewServer(params, roster, nil)
+	// Sites train before they advertise their keys, so the first stage's
+	// deadline covers local training.
+	m, rd, err := round.New(round.Config{Params: params, Roster: roster, MinSites: t, Deadlines: map[secagg.Stage]uint64{
+		secagg.StageAdvertiseKeys:    ticks(rc.TrainTimeout.D()),
+		secagg.StageShareKeys:        ticks(rc.StageTimeout.D()),
+		secagg.StageMaskedInput:      ticks(rc.StageTimeout.D()),
+		secagg.StageConsistencyCheck: ticks(rc.StageTimeout.D()),
+		secagg.StageUnmask:           ticks(rc.StageTimeout.D()),
+	}})
 	if err != nil {
 		return nil, err
 	}
@@ -387,24 +389,33 @@ func (d *roundDriver) open(ctx context.Context, by Identity) (*pb.RoundStatus, e
 		return nil, err
 	}
 	now := s.now()
-	// Persist, then audit, then announce.
-	if err := s.st.insertRound(ctx, roundRow{Round: round, Stage: int32(pb.Stage_STAGE_ADVERTISE_KEYS), Config: raw, Participants: strings.Join(sites, ",")}, now); err != nil {
-		return nil, err
-	}
-	if _, err := s.record(ctx, Event{Kind: audit.RoundOpened, Round: u64p(round), Actor: actorID(by), Auth: authMethod(by),
-		Objects: []audit.Object{{Type: "model", ID: "base", Digest: s.baseDigest}, {Type: "round", ID: fmt.Sprintf("%d", round)}},
-		Message: fmt.Sprintf("sites=%s threshold=%d params=%d sigma=%g steps=%d batch=%d", strings.Join(sites, ","), t, dim, rc.NoiseMultiplier, rc.Steps, rc.ExpectedBatchSize)}); err != nil {
-		return nil, err
-	}
-	s.hook("round.opened")
 	ids := map[string]int{}
 	for i, n := range sites {
 		ids[n] = i + 1
 	}
-	d.cur = &activeRound{cfg: cfg, stage: pb.Stage_STAGE_ADVERTISE_KEYS, deadline: now.Add(rc.TrainTimeout.D()), sites: sites, ids: ids, sa: sa,
-		outputs: map[pb.Stage]map[string][]byte{}, refused: map[string]string{}, opened: now}
+	r := &activeRound{cfg: cfg, m: m, start: now, sites: sites, ids: ids, outputs: map[pb.Stage]map[string][]byte{}}
+	// The machine's first Ready: persist, then audit (the first stage's
+	// StageOpened is the round.opened entry); the first stage sends nothing.
+	r.stage, r.expected = pb.Stage(rd.Persist.Stage), r.names(rd.Persist.Expected)
+	if err := s.st.insertRound(ctx, roundRow{Round: rnd, Stage: int32(r.stage), Config: raw, Participants: strings.Join(r.expected, ",")}, now); err != nil {
+		return nil, err
+	}
+	if _, err := s.record(ctx, Event{Kind: audit.RoundOpened, Round: u64p(rnd), Actor: actorID(by), Auth: authMethod(by),
+		Objects: []audit.Object{{Type: "model", ID: "base", Digest: s.baseDigest}, {Type: "round", ID: fmt.Sprintf("%d", rnd)}},
+		Message: fmt.Sprintf("sites=%s threshold=%d params=%d sigma=%g steps=%d batch=%d distributed_noise_std=%g min_honest_sites=%d",
+			strings.Join(sites, ","), t, dim, rc.NoiseMultiplier, rc.Steps, rc.ExpectedBatchSize, rc.DistributedNoiseStd, minHonest)}); err != nil {
+		return nil, err
+	}
+	s.hook("round.opened")
+	d.cur = r
 	d.notify()
 	return d.statusLocked(), nil
+}
+
+// ticks converts a timeout into whole ticks of the round machine, rounding
+// up.
+func ticks(timeout time.Duration) uint64 {
+	return uint64(max(1, (timeout+tickInterval-1)/tickInterval))
 }
 
 // secaggParams are the secure-aggregation parameters of a round config.
@@ -414,164 +425,252 @@ func secaggParams(cfg *pb.RoundConfig) secagg.Params {
 }
 
 // AggregatorConfig is the quantization configuration every site of a round
-// uses; sites and the aggregator derive it from the round config.
+// uses; sites and the aggregator derive it from the round config. A round
+// config without min_honest_sites assumes the secure-aggregation threshold.
 func AggregatorConfig(cfg *pb.RoundConfig) aggregator.Config {
-	return aggregator.Config{Dim: int(cfg.Params), ClipNorm: cfg.ClipNorm, Scale: cfg.QuantScale, MaxSites: len(cfg.Sites), MinHonest: int(cfg.Threshold)}
+	minHonest := int(cfg.MinHonestSites)
+	if minHonest == 0 {
+		minHonest = int(cfg.Threshold)
+	}
+	return aggregator.Config{Dim: int(cfg.Params), ClipNorm: cfg.ClipNorm, Scale: cfg.QuantScale, MaxSites: len(cfg.Sites),
+		NoiseStd: cfg.DistributedNoiseStd, MinHonest: minHonest}
 }
 
-// receive hands one site's message to the state machine.
-func (d *roundDriver) receive(site string, round uint64, stage pb.Stage, payload []byte) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// participant returns the running round and site's SiteID in it.
+func (d *roundDriver) participant(site string, rnd uint64) (*activeRound, secagg.SiteID, error) {
 	r := d.cur
-	if r == nil || r.cfg.Round != round {
-		return fmt.Errorf("round %d is not running", round)
+	if r == nil || r.cfg.Round != rnd {
+		return nil, 0, fmt.Errorf("round %d is not running", rnd)
 	}
 	id, ok := r.ids[site]
 	if !ok {
-		return fmt.Errorf("site %s is not a participant of round %d", site, round)
+		return nil, 0, fmt.Errorf("site %s is not a participant of round %d", site, rnd)
 	}
-	if stage != r.stage {
-		return fmt.Errorf("round %d is in stage %s, message is for %s", round, r.stage, stage)
-	}
-	var err error
-	switch stage {
-	case pb.Stage_STAGE_ADVERTISE_KEYS:
-		var m *secagg.AdvertiseKeys
-		if m, err = secagg.UnmarshalAdvertiseKeys(payload); err == nil {
-			err = checkSender(int(m.Site), id, func() error { return r.sa.ReceiveAdvertiseKeys(m) })
-		}
-	case pb.Stage_STAGE_SHARE_KEYS:
-		var m *secagg.ShareKeys
-		if m, err = secagg.UnmarshalShareKeys(payload); err == nil {
-			err = checkSender(int(m.Site), id, func() error { return r.sa.ReceiveShareKeys(m) })
-		}
-	case pb.Stage_STAGE_CONSISTENCY_CHECK:
-		var m *secagg.ConsistencySig
-		if m, err = secagg.UnmarshalConsistencySig(payload); err == nil {
-			err = checkSender(int(m.Site), id, func() error { return r.sa.ReceiveConsistency(m) })
-		}
-	case pb.Stage_STAGE_UNMASK:
-		var m *secagg.UnmaskShares
-		if m, err = secagg.UnmarshalUnmaskShares(payload); err == nil {
-			err = checkSender(int(m.Site), id, func() error { return r.sa.ReceiveUnmask(m) })
-		}
-	default:
-		err = fmt.Errorf("stage %s does not take SubmitSecAgg (masked inputs are streamed)", stage)
-	}
-	if err == nil && r.sa.Complete() {
-		d.notify()
-	}
-	return err
+	return r, secagg.SiteID(id), nil
 }
 
-// receiveMasked hands a reassembled masked input to the state machine.
+// queue leaves a Ready for the driver loop and wakes it.
+func (d *roundDriver) queue(r *activeRound, rd round.Ready) {
+	if rd.Persist == nil && len(rd.Events) == 0 && len(rd.Send) == 0 && rd.Result == nil && rd.Abort == nil {
+		return
+	}
+	r.pending = append(r.pending, rd)
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// receive hands one site's message to the round machine.
+func (d *roundDriver) receive(site string, rnd uint64, stage pb.Stage, payload []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, id, err := d.participant(site, rnd)
+	if err != nil {
+		return err
+	}
+	if stage != r.stage {
+		return fmt.Errorf("round %d is in stage %s, message is for %s", rnd, r.stage, stage)
+	}
+	var msg secagg.Message
+	switch stage {
+	case pb.Stage_STAGE_ADVERTISE_KEYS:
+		msg, err = secagg.UnmarshalAdvertiseKeys(payload)
+	case pb.Stage_STAGE_SHARE_KEYS:
+		msg, err = secagg.UnmarshalShareKeys(payload)
+	case pb.Stage_STAGE_CONSISTENCY_CHECK:
+		msg, err = secagg.UnmarshalConsistencySig(payload)
+	case pb.Stage_STAGE_UNMASK:
+		msg, err = secagg.UnmarshalUnmaskShares(payload)
+	default:
+		return fmt.Errorf("stage %s does not take SubmitSecAgg (masked inputs are streamed)", stage)
+	}
+	if err != nil {
+		return err
+	}
+	rd, err := r.m.Receive(id, msg)
+	if err != nil {
+		return err
+	}
+	d.queue(r, rd)
+	return nil
+}
+
+// receiveMasked hands a reassembled masked input to the round machine.
 func (d *roundDriver) receiveMasked(site string, m *secagg.MaskedInput) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r := d.cur
-	if r == nil || r.cfg.Round != m.Round {
-		return fmt.Errorf("round %d is not running", m.Round)
-	}
-	id, ok := r.ids[site]
-	if !ok {
-		return fmt.Errorf("site %s is not a participant of round %d", site, m.Round)
+	r, id, err := d.participant(site, m.Round)
+	if err != nil {
+		return err
 	}
 	if r.stage != pb.Stage_STAGE_MASKED_INPUT {
 		return fmt.Errorf("round %d is in stage %s, not accepting masked inputs", m.Round, r.stage)
 	}
-	return checkSender(int(m.Site), id, func() error { return r.sa.ReceiveMaskedInput(m) })
-}
-
-func checkSender(claimed, actual int, f func() error) error {
-	if claimed != actual {
-		return fmt.Errorf("message claims site id %d, caller is site id %d", claimed, actual)
+	rd, err := r.m.Receive(id, m)
+	if err != nil {
+		return err
 	}
-	return f()
-}
-
-// refuse records that a site declined the round.
-func (d *roundDriver) refuse(site string, round uint64) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	r := d.cur
-	if r == nil || r.cfg.Round != round {
-		return fmt.Errorf("round %d is not running", round)
-	}
-	if _, ok := r.ids[site]; !ok {
-		return fmt.Errorf("site %s is not a participant of round %d", site, round)
-	}
-	r.refused[site] = "refused"
+	d.queue(r, rd)
 	return nil
 }
 
-// finishStageLocked closes the current stage: the state machine's output
-// and the new stage are persisted and audited before any site sees them.
-func (d *roundDriver) finishStageLocked(ctx context.Context) {
+// refusedDetail is the reason recorded in secagg.dropout for a site that
+// refused the round.
+const refusedDetail = "site refused the round"
+
+// refuse records that a site declined the round: the machine stops
+// waiting for it.
+func (d *roundDriver) refuse(site string, rnd uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, id, err := d.participant(site, rnd)
+	if err != nil {
+		return err
+	}
+	rd, err := r.m.Withdraw(id, refusedDetail)
+	if err != nil {
+		return err
+	}
+	d.queue(r, rd)
+	return nil
+}
+
+// stepLocked carries out the pending Ready batches, then ticks the machine
+// until its clock has caught up with the wall clock, carrying out each
+// tick's Ready.
+func (d *roundDriver) stepLocked(ctx context.Context) {
+	r := d.cur
+	for d.cur == r && len(r.pending) > 0 {
+		rd := r.pending[0]
+		r.pending = r.pending[1:]
+		d.handleLocked(ctx, rd)
+	}
+	owed := uint64(max(0, d.s.now().Sub(r.start)/tickInterval))
+	for d.cur == r && !r.m.Done() && r.m.Now() < owed {
+		d.handleLocked(ctx, r.m.Tick())
+	}
+}
+
+// handleLocked carries out one Ready of the round machine in the order its
+// documentation requires:
+//
+//  1. persist the new stage and its expected sites in the rounds table
+//     (StageDone is persisted by the publishing path, which marks the round
+//     publishing first, and StageAborted by the abort path);
+//  2. append the audit entries: site.dropped → secagg.dropout,
+//     round.aborted → round.aborted;
+//  3. make the stage's outputs available to the sites (AwaitStage);
+//  4. publish the result, or end the aborted round.
+func (d *roundDriver) handleLocked(ctx context.Context, rd round.Ready) {
 	s := d.s
 	r := d.cur
-	stage := r.stage
-	expected := r.sa.Expected()
-	arrived := map[secagg.SiteID]bool{}
-	for _, id := range r.sa.Arrived() {
-		arrived[id] = true
+	var reason string
+	if rd.Abort != nil {
+		reason = fmt.Sprintf("stage %s: %s: %s", pb.Stage(rd.Abort.Stage), rd.Abort.Reason, rd.Abort.Detail)
 	}
-	out, err := r.sa.Finish()
-	for _, id := range expected {
-		if !arrived[id] {
-			site := r.sites[id-1]
-			reason := "no message before the stage deadline"
-			if _, ok := r.refused[site]; ok {
-				reason = "site refused the round"
+	finished := r.stage
+	advanced := false
+	if p := rd.Persist; p != nil {
+		switch p.Stage {
+		case secagg.StageAborted:
+			if err := s.st.setRoundStage(ctx, r.cfg.Round, stageAborted, "", reason, s.now()); err != nil {
+				s.log.Printf("persist abort of round %d: %v", r.cfg.Round, err)
 			}
-			if _, aerr := s.record(ctx, Event{Kind: audit.SecAggDropout, Round: u64p(r.cfg.Round), Outcome: audit.OutcomeFailed,
-				Reason: reason, Objects: []audit.Object{{Type: "site", ID: site}}, Message: "stage " + stage.String()}); aerr != nil {
-				s.log.Printf("audit: %v", aerr)
+		case secagg.StageDone:
+			s.hook("stage.finished." + finished.String())
+		default:
+			s.hook("stage.finished." + finished.String())
+			next, expected := pb.Stage(p.Stage), r.names(p.Expected)
+			if err := s.st.setRoundStage(ctx, r.cfg.Round, int32(next), strings.Join(expected, ","), "", s.now()); err != nil {
+				d.recordEventsLocked(ctx, drops(rd.Events), "")
+				d.abortLocked(ctx, fmt.Sprintf("persist stage %s: %v", next, err))
+				return
 			}
+			r.stage, r.expected, advanced = next, expected, true
 		}
 	}
-	if err != nil {
-		d.abortLocked(ctx, fmt.Sprintf("stage %s: %v", stage, err))
-		return
+	d.recordEventsLocked(ctx, rd.Events, reason)
+	if advanced {
+		outputs := map[string][]byte{}
+		for _, o := range rd.Send {
+			outputs[r.sites[o.To-1]] = o.Msg.Marshal()
+		}
+		r.outputs[finished] = outputs
+		d.notify()
 	}
-	s.hook("stage.finished." + stage.String())
-	next := pb.Stage(r.sa.Stage())
-	if next == pb.Stage_STAGE_DONE {
-		d.publishLocked(ctx)
-		return
+	switch {
+	case rd.Result != nil:
+		d.publishLocked(ctx, rd.Result)
+	case rd.Abort != nil:
+		d.endAbortedLocked(reason)
 	}
-	outputs := map[string][]byte{}
-	for _, o := range out {
-		outputs[r.sites[o.To-1]] = o.Msg.Marshal()
-	}
-	if err := s.st.setRoundStage(ctx, r.cfg.Round, int32(next), strings.Join(r.expectedNamesAfter(), ","), "", s.now()); err != nil {
-		d.abortLocked(ctx, fmt.Sprintf("persist stage %s: %v", next, err))
-		return
-	}
-	r.outputs[stage] = outputs
-	r.stage = next
-	timeout := time.Duration(r.cfg.StageTimeoutMs) * time.Millisecond
-	r.deadline = s.now().Add(timeout)
-	d.notify()
 }
 
-func (r *activeRound) expectedNamesAfter() []string {
-	var out []string
-	for _, id := range r.sa.Expected() {
-		out = append(out, r.sites[id-1])
+// recordEventsLocked appends the audit entries of the machine's events;
+// reason is the round's abort reason, if it aborted.
+func (d *roundDriver) recordEventsLocked(ctx context.Context, events []round.Event, reason string) {
+	s := d.s
+	r := d.cur
+	for _, e := range events {
+		switch e.Kind {
+		case round.SiteDropped:
+			why := e.Detail
+			if why == round.NoMessage {
+				why = "no message before the stage deadline"
+			}
+			if _, err := s.record(ctx, Event{Kind: audit.SecAggDropout, Round: u64p(r.cfg.Round), Outcome: audit.OutcomeFailed,
+				Reason: why, Objects: []audit.Object{{Type: "site", ID: r.sites[e.Site-1]}}, Message: "stage " + pb.Stage(e.Stage).String()}); err != nil {
+				s.log.Printf("audit: %v", err)
+			}
+		case round.RoundAborted:
+			if _, err := s.record(ctx, Event{Kind: audit.RoundAborted, Round: u64p(r.cfg.Round), Outcome: audit.OutcomeAborted, Reason: reason}); err != nil {
+				s.log.Printf("audit: %v", err)
+			}
+		}
+		// StageOpened needs no entry of its own (round.opened covers the
+		// first stage); RoundCompleted is recorded by publishing as
+		// aggregate.produced and model.published.
 	}
-	return out
 }
 
+// abortLocked ends the round for a reason outside the machine (an
+// operator's decision, a failed write, an undecodable aggregate): the
+// machine is stopped, drop-outs it reported in batches not yet carried out
+// are audited, and the abort is persisted, audited and then ended.
 func (d *roundDriver) abortLocked(ctx context.Context, reason string) {
 	s := d.s
 	r := d.cur
+	r.m.Abort(reason)
+	for _, rd := range r.pending {
+		d.recordEventsLocked(ctx, drops(rd.Events), "")
+	}
+	r.pending = nil
 	if err := s.st.setRoundStage(ctx, r.cfg.Round, stageAborted, "", reason, s.now()); err != nil {
 		s.log.Printf("persist abort of round %d: %v", r.cfg.Round, err)
 	}
 	if _, err := s.record(ctx, Event{Kind: audit.RoundAborted, Round: u64p(r.cfg.Round), Outcome: audit.OutcomeAborted, Reason: reason}); err != nil {
 		s.log.Printf("audit: %v", err)
 	}
+	d.endAbortedLocked(reason)
+}
+
+// drops returns the SiteDropped events of events.
+func drops(events []round.Event) []round.Event {
+	var out []round.Event
+	for _, e := range events {
+		if e.Kind == round.SiteDropped {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// endAbortedLocked forgets the aborted round once it is persisted and
+// audited; sites that ask learn the reason.
+func (d *roundDriver) endAbortedLocked(reason string) {
+	s := d.s
+	r := d.cur
 	s.log.Printf("round %d aborted: %s", r.cfg.Round, reason)
 	s.metrics.rounds.inc("aborted")
 	d.last = &pb.RoundStatus{Round: r.cfg.Round, Stage: pb.Stage_STAGE_ABORTED, Config: r.cfg, AbortReason: reason}
@@ -583,14 +682,10 @@ func (d *roundDriver) abortLocked(ctx context.Context, reason string) {
 // publishes it. Order: write the adapter directory, mark the round
 // publishing in the database, append aggregate.produced and
 // model.published, then complete the round in one transaction.
-func (d *roundDriver) publishLocked(ctx context.Context) {
+func (d *roundDriver) publishLocked(ctx context.Context, res *round.Result) {
 	s := d.s
 	r := d.cur
-	sum, survivors, err := r.sa.Result()
-	if err != nil {
-		d.abortLocked(ctx, fmt.Sprintf("result: %v", err))
-		return
-	}
+	sum, survivors := res.Sum, res.Survivors
 	var seed [32]byte
 	copy(seed[:], r.cfg.RoundSeed)
 	total, err := aggregator.Decode(AggregatorConfig(r.cfg), sum, seed)
@@ -620,20 +715,20 @@ func (d *roundDriver) publishLocked(ctx context.Context) {
 		d.abortLocked(ctx, fmt.Sprintf("publish: %v", err))
 		return
 	}
-	round := r.cfg.Round
+	rnd := r.cfg.Round
 	if _, err := s.st.db.ExecContext(ctx, `UPDATE rounds SET stage = ?, adapter_version = ?, participants = ? WHERE round = ?`,
-		stagePublishing, ver, strings.Join(names, ","), round); err != nil {
+		stagePublishing, ver, strings.Join(names, ","), rnd); err != nil {
 		d.abortLocked(ctx, fmt.Sprintf("persist: %v", err))
 		return
 	}
 	s.hook("publish.written")
-	if _, err := s.record(ctx, Event{Kind: audit.AggregateProduced, Round: u64p(round),
-		Objects: []audit.Object{{Type: "aggregate", ID: fmt.Sprintf("round-%d", round), Digest: digestOfVector(sum)}},
+	if _, err := s.record(ctx, Event{Kind: audit.AggregateProduced, Round: u64p(rnd),
+		Objects: []audit.Object{{Type: "aggregate", ID: fmt.Sprintf("round-%d", rnd), Digest: digestOfVector(sum)}},
 		Message: fmt.Sprintf("survivors=%s", strings.Join(names, ","))}); err != nil {
 		s.log.Printf("audit: %v", err)
 	}
 	s.hook("aggregate.recorded")
-	idx, err := s.record(ctx, Event{Kind: audit.ModelPublished, Round: u64p(round),
+	idx, err := s.record(ctx, Event{Kind: audit.ModelPublished, Round: u64p(rnd),
 		Objects: []audit.Object{{Type: "adapter", ID: fmt.Sprintf("v%d", ver), Digest: digest}}})
 	if err != nil {
 		s.log.Printf("audit: %v (the round completes at the next start)", err)
@@ -650,14 +745,14 @@ func (d *roundDriver) publishLocked(ctx context.Context) {
 			_ = s.st.putMeta(ctx, "optimizer", st)
 		}
 	}
-	if err := s.st.completeRound(ctx, publishedRow{Version: ver, Round: round, Digest: digest, Dir: dir, AuditIndex: idx}, names, s.now()); err != nil {
-		s.log.Printf("complete round %d: %v (the round completes at the next start)", round, err)
+	if err := s.st.completeRound(ctx, publishedRow{Version: ver, Round: rnd, Digest: digest, Dir: dir, AuditIndex: idx}, names, s.now()); err != nil {
+		s.log.Printf("complete round %d: %v (the round completes at the next start)", rnd, err)
 		return
 	}
 	d.global, d.ver = next, ver
 	s.metrics.rounds.inc("completed")
-	s.log.Printf("round %d complete: %d sites, published adapter v%d %s", round, len(names), ver, digest)
-	d.last = &pb.RoundStatus{Round: round, Stage: pb.Stage_STAGE_DONE, Config: r.cfg, AdapterVersion: ver, Participants: names}
+	s.log.Printf("round %d complete: %d sites, published adapter v%d %s", rnd, len(names), ver, digest)
+	d.last = &pb.RoundStatus{Round: rnd, Stage: pb.Stage_STAGE_DONE, Config: r.cfg, AdapterVersion: ver, Participants: names}
 	d.cur = nil
 	d.notify()
 }
@@ -727,8 +822,6 @@ func (d *roundDriver) waitChange(ctx context.Context, known *pb.RoundStatus, wai
 		}
 	}
 }
-
-var _ = os.Stat
 
 // roundStatus returns the stored status of a finished round.
 func (d *roundDriver) roundStatus(ctx context.Context, round uint64) (*pb.RoundStatus, error) {

@@ -119,6 +119,7 @@ type Machine struct {
 	cfg       Config
 	sa        *secagg.Server
 	now       uint64
+	stage     secagg.Stage // the stage open now, kept when secagg aborts
 	deadline  uint64
 	done      bool
 	withdrawn map[secagg.SiteID]string // site → detail given to Withdraw
@@ -157,6 +158,7 @@ func (m *Machine) ticks(st secagg.Stage) uint64 {
 
 func (m *Machine) open(rd *Ready) {
 	st := m.sa.Stage()
+	m.stage = st
 	m.deadline = m.now + m.ticks(st)
 	rd.Persist = &State{Round: m.cfg.Params.Round, Stage: st, Deadline: m.deadline, Expected: m.sa.Expected()}
 	rd.Events = append(rd.Events, Event{Kind: StageOpened, Stage: st})
@@ -293,10 +295,7 @@ func (m *Machine) Abort(detail string) Ready {
 }
 
 func (m *Machine) abort(rd *Ready, reason AbortReason, detail string) {
-	st := m.sa.Stage()
-	if st == secagg.StageAborted {
-		st = 0
-	}
+	st := m.stage
 	m.done = true
 	rd.Abort = &Abort{Reason: reason, Stage: st, Detail: detail}
 	rd.Persist = &State{Round: m.cfg.Params.Round, Stage: secagg.StageAborted, Deadline: m.now}

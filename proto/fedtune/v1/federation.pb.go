@@ -298,9 +298,15 @@ type RoundConfig struct {
 	// Deadline for local training plus AdvertiseKeys, in milliseconds.
 	TrainTimeoutMs int64 `protobuf:"varint,18,opt,name=train_timeout_ms,json=trainTimeoutMs,proto3" json:"train_timeout_ms,omitempty"`
 	// Post-quantum hybrid key agreement in secure aggregation.
-	Pq            bool `protobuf:"varint,19,opt,name=pq,proto3" json:"pq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Pq bool `protobuf:"varint,19,opt,name=pq,proto3" json:"pq,omitempty"`
+	// Distributed DP noise: the standard deviation, in update units, of the
+	// Skellam noise on the sum of any min_honest_sites honest sites' updates;
+	// each site adds its share before masking. 0: no distributed noise.
+	DistributedNoiseStd float64 `protobuf:"fixed64,22,opt,name=distributed_noise_std,json=distributedNoiseStd,proto3" json:"distributed_noise_std,omitempty"`
+	// How many honest sites the noise budget assumes (0: threshold).
+	MinHonestSites uint32 `protobuf:"varint,23,opt,name=min_honest_sites,json=minHonestSites,proto3" json:"min_honest_sites,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RoundConfig) Reset() {
@@ -464,6 +470,20 @@ func (x *RoundConfig) GetPq() bool {
 		return x.Pq
 	}
 	return false
+}
+
+func (x *RoundConfig) GetDistributedNoiseStd() float64 {
+	if x != nil {
+		return x.DistributedNoiseStd
+	}
+	return 0
+}
+
+func (x *RoundConfig) GetMinHonestSites() uint32 {
+	if x != nil {
+		return x.MinHonestSites
+	}
+	return 0
 }
 
 type RoundStatus struct {
@@ -2450,7 +2470,7 @@ const file_fedtune_v1_federation_proto_rawDesc = "" +
 	"\x05steps\x18\x03 \x01(\rR\x05steps\x12\"\n" +
 	"\rmax_grad_norm\x18\x04 \x01(\x01R\vmaxGradNorm\x12\x14\n" +
 	"\x05delta\x18\x05 \x01(\x01R\x05delta\x12#\n" +
-	"\rlearning_rate\x18\x06 \x01(\x01R\flearningRate\"\x87\x05\n" +
+	"\rlearning_rate\x18\x06 \x01(\x01R\flearningRate\"\xe5\x05\n" +
 	"\vRoundConfig\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
@@ -2477,7 +2497,9 @@ const file_fedtune_v1_federation_proto_rawDesc = "" +
 	"\x10stage_timeout_ms\x18\x10 \x01(\x03R\x0estageTimeoutMs\x12\x16\n" +
 	"\x06roster\x18\x11 \x03(\fR\x06roster\x12(\n" +
 	"\x10train_timeout_ms\x18\x12 \x01(\x03R\x0etrainTimeoutMs\x12\x0e\n" +
-	"\x02pq\x18\x13 \x01(\bR\x02pqJ\x04\b\x14\x10\x15J\x04\b\x15\x10\x16\"\xed\x01\n" +
+	"\x02pq\x18\x13 \x01(\bR\x02pq\x122\n" +
+	"\x15distributed_noise_std\x18\x16 \x01(\x01R\x13distributedNoiseStd\x12(\n" +
+	"\x10min_honest_sites\x18\x17 \x01(\rR\x0eminHonestSitesJ\x04\b\x14\x10\x15J\x04\b\x15\x10\x16\"\xed\x01\n" +
 	"\vRoundStatus\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12'\n" +
 	"\x05stage\x18\x02 \x01(\x0e2\x11.fedtune.v1.StageR\x05stage\x12/\n" +
