@@ -127,6 +127,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 	if opts.Log == nil {
 		opts.Log = log.New(os.Stderr, "fedtune client "+cfg.Site+": ", log.LstdFlags|log.Lmsgprefix)
 	}
+	// Key store defaults, also for a Config built without SetDefaults.
+	cc := *cfg
+	cc.Keystore.setDefaults(cc.Site)
+	cfg = &cc
 	c := &Client{cfg: cfg, opts: opts, log: opts.Log}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err

@@ -136,17 +136,21 @@ func (c *Config) SetDefaults() {
 	if c.Policy.Delta == 0 {
 		c.Policy.Delta = 1e-5
 	}
-	if c.Keystore.Type == "" {
-		c.Keystore.Type = "file"
+	c.Keystore.setDefaults(c.Site)
+}
+
+func (k *KeystoreConfig) setDefaults(site string) {
+	if k.Type == "" {
+		k.Type = "file"
 	}
-	if c.Keystore.IdentityKey == "" {
-		c.Keystore.IdentityKey = keyIdentity
-		if c.Keystore.Type == "vault" {
-			c.Keystore.IdentityKey = "fedtune-site-" + c.Site
+	if k.IdentityKey == "" {
+		k.IdentityKey = keyIdentity
+		if k.Type == "vault" {
+			k.IdentityKey = "fedtune-site-" + site
 		}
 	}
-	if c.Keystore.Type == "vault" {
-		c.Keystore.Vault.SetDefaults()
+	if k.Type == "vault" {
+		k.Vault.SetDefaults()
 	}
 }
 

@@ -1,7 +1,16 @@
 // Package server is the aggregator: the gRPC services a federation's sites,
 // its central team and its auditors call (proto/fedtune/v1), mutual TLS with
-// a built-in federation CA, the durable round state in SQLite, the round
-// driver with real timers, and publishing of global adapters.
+// a built-in federation CA (or a HashiCorp Vault PKI role), the durable
+// round state in SQLite, the round driver with real timers, and publishing
+// of global adapters.
+//
+// # Keys
+//
+// The configured key store (keystore.type "file" or "vault") holds the
+// audit log's checkpoint key and the provenance key; with "vault" they are
+// Transit keys and every certificate is signed by the Vault PKI role, and
+// the data directory holds no long-term private key. PrepareVault sets up
+// the mounts and the PKI role for a demo or a test.
 //
 // # Security
 //
@@ -26,6 +35,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -171,7 +181,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 // exist.
 func (s *Server) openKeys(ctx context.Context, pass []byte) error {
 	kc := s.cfg.Keystore
-	names := map[string]string{keyAudit: kc.CheckpointKey, keyProv: kc.ProvenanceKey}
+	names := map[string]string{keyAudit: cmp.Or(kc.CheckpointKey, keyAudit), keyProv: cmp.Or(kc.ProvenanceKey, keyProv)}
 	switch kc.Type {
 	case "vault":
 		vs, err := kc.Vault.Open(ctx, s.log.Printf)

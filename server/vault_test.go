@@ -230,6 +230,30 @@ func TestVaultPKIAcceptedAndRevokedRefused(t *testing.T) {
 		t.Fatalf("checkpoint does not verify with the Transit key: %v", err)
 	}
 
+	// Renewal goes through Vault PKI too, and the old certificate is
+	// refused afterwards.
+	keyR, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rresp, err := site.Renew(ctx, &pb.RenewRequest{Csr: mustCSR(t, keyR, "site:site-a")})
+	if err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	renewed := mustParse(t, rresp.Certificate)
+	if err := renewed.CheckSignatureFrom(root); err != nil {
+		t.Fatalf("renewed certificate not from Vault PKI: %v", err)
+	}
+	if id, err := IdentityFromCert(renewed); err != nil || id.Name != "site-a" || id.Role != RoleSite {
+		t.Fatalf("renewed identity %v, %v", id, err)
+	}
+	old := pb.NewFederationClient(dialTLS(t, addr, siteCert, pool))
+	if _, err := old.GetCheckpoint(ctx, &pb.GetCheckpointRequest{}); !refused(err) {
+		t.Fatalf("certificate replaced by renewal: %v, want refused", err)
+	}
+	siteCert = &tls.Certificate{Certificate: [][]byte{renewed.Raw}, PrivateKey: keyR}
+	site = pb.NewFederationClient(dialTLS(t, addr, siteCert, pool))
+	if _, err := site.GetCheckpoint(ctx, &pb.GetCheckpointRequest{}); err != nil {
+		t.Fatalf("renewed certificate refused: %v", err)
+	}
+
 	// A certificate for the same identity from the same Vault PKI, but not
 	// issued through enrollment, is refused.
 	key2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,6 +30,7 @@ import (
 
 // demoSummary is what `fedtune demo --json` prints.
 type demoSummary struct {
+	Keystore         string                          `json:"keystore"`
 	RoundsCompleted  int                             `json:"rounds_completed"`
 	RoundsRequested  int                             `json:"rounds_requested"`
 	Sites            []string                        `json:"sites"`
@@ -68,6 +70,8 @@ func init() {
 		sites, rounds, records, steps int
 		drop, dir, domain             string
 		asJSON, keep                  bool
+		ks, vaultAddr, vaultTokenFile string
+		vaultCACert                   string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [--sites 3] [--rounds 3] [--drop SITE@STAGE] [--json]",
@@ -78,11 +82,21 @@ site, the aggregator and every site as separate processes talking gRPC over
 mutual TLS 1.3 on 127.0.0.1, DP-SGD at every site, secure aggregation, a
 published global adapter per round, and finally an exported and verified audit
 log. --drop SITE@STAGE makes one site vanish at a stage of the first round
-(advertise_keys, share_keys, masked_input, consistency_check, unmask).`,
+(advertise_keys, share_keys, masked_input, consistency_check, unmask).
+
+--keystore vault keeps every key in HashiCorp Vault instead of encrypted key
+files: the demo (with the operator token from VAULT_TOKEN or
+--vault-token-file) enables the transit, secret (KV v2) and pki mounts if they
+are missing, creates a root CA and the PKI role "fedtune" there, creates the
+Transit keys of the aggregator and of every site, and runs each process with
+its own short-lived token restricted to its role's least-privilege policy.
+Certificates come from Vault PKI; site secrets (TLS key, enrollment token)
+live in KV v2 under fedtune-demo/.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), demoOptions{
-				sites: sites, rounds: rounds, records: records, steps: steps, drop: drop, dir: dir, domain: domain, json: asJSON, keep: keep})
+				sites: sites, rounds: rounds, records: records, steps: steps, drop: drop, dir: dir, domain: domain, json: asJSON, keep: keep,
+				keystore: ks, vaultAddr: vaultAddr, vaultTokenFile: vaultTokenFile, vaultCACert: vaultCACert})
 		},
 	}
 	f := cmd.Flags()
@@ -95,6 +109,10 @@ log. --drop SITE@STAGE makes one site vanish at a stage of the first round
 	f.StringVar(&domain, "domain", "medical", "synthetic record domain: medical or finance")
 	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	f.BoolVar(&keep, "keep", true, "keep the working directory")
+	f.StringVar(&ks, "keystore", "file", "where the keys live: file (encrypted key files) or vault")
+	f.StringVar(&vaultAddr, "vault-addr", os.Getenv("VAULT_ADDR"), "Vault address for --keystore vault (default $VAULT_ADDR)")
+	f.StringVar(&vaultTokenFile, "vault-token-file", "", "file holding the Vault operator token (default: $VAULT_TOKEN)")
+	f.StringVar(&vaultCACert, "vault-cacert", os.Getenv("VAULT_CACERT"), "PEM CA of Vault's TLS certificate (default $VAULT_CACERT)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -102,6 +120,10 @@ type demoOptions struct {
 	sites, rounds, records, steps int
 	drop, dir, domain             string
 	json, keep                    bool
+	// keystore is "file" (default) or "vault"; the vault fields are used
+	// with "vault".
+	keystore                               string
+	vaultAddr, vaultTokenFile, vaultCACert string
 }
 
 func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error {
@@ -114,6 +136,11 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	}
 	if o.records < 40 {
 		return fmt.Errorf("--records %d: need at least 40", o.records)
+	}
+	switch o.keystore {
+	case "", "file", "vault":
+	default:
+		return fmt.Errorf("--keystore %q: want file or vault", o.keystore)
 	}
 	names := make([]string, o.sites)
 	for i := range names {
@@ -169,6 +196,15 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	}
 	srvDir := filepath.Join(dir, "aggregator")
 	os.MkdirAll(srvDir, 0o700)
+	var dv *demoVault
+	if o.keystore == "vault" {
+		if dv, err = newDemoVault(ctx, o, dir, names, logf); err != nil {
+			return err
+		}
+		defer dv.Close(context.WithoutCancel(ctx))
+		// The processes use their own tokens only, never the operator's.
+		env = filterEnv(env, "VAULT_TOKEN")
+	}
 	threshold := o.sites/2 + 1
 	minSites := o.sites
 	scfg := map[string]any{
@@ -179,6 +215,9 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 			"learning_rate": 0.5, "clip_norm": 10.0, "threshold": threshold, "min_sites": minSites,
 			"stage_timeout": "8s", "train_timeout": "90s", "server_optimizer": "fedavg", "server_lr": 1.0},
 		"schedule": map[string]any{"rounds": o.rounds, "interval": "1s"},
+	}
+	if dv != nil {
+		scfg["keystore"] = dv.server
 	}
 	scfgPath := filepath.Join(srvDir, "server.json")
 	if err := writeJSONFile(scfgPath, scfg); err != nil {
@@ -214,6 +253,11 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 		return fmt.Errorf("aggregator did not start (see %s): %w", filepath.Join(srvDir, "server.log"), err)
 	}
 	logf("aggregator listening on 127.0.0.1:%d (log: %s)", port, filepath.Join(srvDir, "server.log"))
+	if dv != nil {
+		if err := dv.putEnrollmentTokens(ctx, filepath.Join(srvDir, "data", "tokens")); err != nil {
+			return err
+		}
+	}
 
 	// Sites: data, config, process.
 	type siteRun struct {
@@ -246,6 +290,10 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 		if name == dropSite {
 			ccfg["drop_at"] = dropStage
 		}
+		if dv != nil {
+			ccfg["keystore"] = dv.sites[name]
+			delete(ccfg, "token_file") // the token is a Vault KV secret
+		}
 		cpath := filepath.Join(sdir, "client.json")
 		if err := writeJSONFile(cpath, ccfg); err != nil {
 			return err
@@ -265,7 +313,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 	logf("%d sites started; running %d rounds", len(names), o.rounds)
 	wg.Wait()
 	sum := demoSummary{Sites: names, RoundsRequested: o.rounds, EpsilonBySite: map[string]demoEpsilon{}, EvalLossBySite: map[string]demoLoss{},
-		RoundsBySite: map[string][]client.RoundReport{}, WorkDir: dir, Dropped: o.drop}
+		RoundsBySite: map[string][]client.RoundReport{}, WorkDir: dir, Dropped: o.drop, Keystore: cmp.Or(o.keystore, "file")}
 	var nb, ng, nl float64
 	for _, r := range runs {
 		if r.err != nil {
@@ -334,7 +382,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) error
 }
 
 func printDemo(w io.Writer, s *demoSummary) {
-	fmt.Fprintf(w, "\nfedtune demo: %d of %d rounds completed with %d sites in %.0fs\n", s.RoundsCompleted, s.RoundsRequested, len(s.Sites), s.ElapsedSeconds)
+	fmt.Fprintf(w, "\nfedtune demo: %d of %d rounds completed with %d sites in %.0fs (keys: %s)\n", s.RoundsCompleted, s.RoundsRequested, len(s.Sites), s.ElapsedSeconds, s.Keystore)
 	if s.Dropped != "" {
 		fmt.Fprintf(w, "dropped: %s (secure aggregation continued without it)\n", s.Dropped)
 	}

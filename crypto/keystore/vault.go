@@ -365,6 +365,10 @@ func (s *VaultStore) ctx(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, s.cfg.Timeout)
 }
 
+// errNotSigningKey marks a Transit key of a type fedtune does not sign
+// with (an encryption key of another application, say).
+var errNotSigningKey = errors.New("not a signing key")
+
 // transitKey is what Vault says about a Transit key.
 type transitKey struct {
 	alg      Algorithm
@@ -402,7 +406,7 @@ func parseTransitKey(name string, d map[string]any) (*transitKey, error) {
 	case "ecdsa-p256":
 		k.alg = ECDSAP256
 	default:
-		return nil, bad("type %q is not a signing type fedtune uses (want ed25519 or ecdsa-p256)", typ)
+		return nil, fmt.Errorf("%w: %w", bad("type %q is not a signing type fedtune uses (want ed25519 or ecdsa-p256)", typ), errNotSigningKey)
 	}
 	var err error
 	if k.latest, err = jsonInt(d["latest_version"]); err != nil {
@@ -547,7 +551,7 @@ func (s *VaultStore) List(ctx context.Context) ([]KeyInfo, error) {
 		}
 		k, err := s.readKey(ctx, name)
 		if err != nil {
-			if strings.Contains(err.Error(), "not a signing type") {
+			if errors.Is(err, errNotSigningKey) {
 				continue // an encryption key of some other application
 			}
 			return nil, err
