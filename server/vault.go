@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
@@ -239,9 +240,20 @@ func (v *VaultSettings) Open(ctx context.Context, logf func(format string, args 
 // EnsureSigningKey returns a signer for key name, creating the key (of
 // algorithm alg) when the store has none. With a least-privilege Vault
 // token the creation is refused; the error then says how to create it.
+// An existing key of another algorithm is an error.
 func EnsureSigningKey(ctx context.Context, st keystore.Store, name string, alg keystore.Algorithm) (keystore.VersionedSigner, error) {
 	s, err := st.Signer(ctx, name)
 	if err == nil {
+		var ok bool
+		switch alg {
+		case keystore.Ed25519:
+			_, ok = s.Public().(ed25519.PublicKey)
+		case keystore.ECDSAP256:
+			_, ok = s.Public().(*ecdsa.PublicKey)
+		}
+		if !ok {
+			return nil, fmt.Errorf("key store: key %s is a %T key, want %s", name, s.Public(), alg)
+		}
 		return s, nil
 	}
 	if !errors.Is(err, keystore.ErrNotFound) {

@@ -310,3 +310,30 @@ func mustCSR(t *testing.T, key *ecdsa.PrivateKey, cn string) []byte {
 	}
 	return csr
 }
+
+// EnsureSigningKey creates a missing key, returns an existing one, and
+// refuses one of the wrong algorithm (a checkpoint key must be Ed25519).
+func TestEnsureSigningKey(t *testing.T) {
+	ctx := context.Background()
+	fs, err := keystore.InitFileStoreWith(t.TempDir(), []byte("pass"), keystore.FileOptions{ScryptLogN: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, err := EnsureSigningKey(ctx, fs, "ckpt", keystore.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := EnsureSigningKey(ctx, fs, "ckpt", keystore.Ed25519)
+	if err != nil || !s2.Public().(ed25519.PublicKey).Equal(s1.Public()) {
+		t.Fatalf("second call: %v", err)
+	}
+	if err := fs.CreateSigningKey(ctx, "p256", keystore.ECDSAP256); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureSigningKey(ctx, fs, "p256", keystore.Ed25519); err == nil || !strings.Contains(err.Error(), "want ed25519") {
+		t.Fatalf("ECDSA key as Ed25519: %v", err)
+	}
+	if _, err := EnsureSigningKey(ctx, fs, "bad/name", keystore.Ed25519); err == nil || !strings.Contains(err.Error(), "bad/name") {
+		t.Fatalf("bad name: %v", err)
+	}
+}
