@@ -337,3 +337,39 @@ func TestEnsureSigningKey(t *testing.T) {
 		t.Fatalf("bad name: %v", err)
 	}
 }
+
+// A restarted aggregator with keystore vault finds its Transit keys (the
+// audit log's verifier key is unchanged) and trusts the same PKI root.
+func TestVaultRestart(t *testing.T) {
+	v, _ := testVault(t)
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base")
+	if err := synth.InitBaseModel(base, synth.DefaultModelOptions()); err != nil {
+		t.Fatal(err)
+	}
+	sfx := randHex(4)
+	cfg := &Config{Federation: "vault-fed", DataDir: filepath.Join(dir, "data"), BaseModel: base, Sites: []string{"site-a"},
+		Keystore: KeystoreConfig{Type: "vault", Vault: v, CheckpointKey: "fed-restart-checkpoint-" + sfx, ProvenanceKey: "fed-restart-provenance-" + sfx},
+		Round:    RoundConfig{NoiseMultiplier: 1, Steps: 1, Threshold: 2, MinSites: 2}}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (string, []byte) {
+		srv, err := New(context.Background(), cfg, Options{Log: log.New(io.Discard, "", 0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		ca, err := os.ReadFile(filepath.Join(cfg.DataDir, "ca.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv.audit.VerifierKey().Encoded, ca
+	}
+	k1, ca1 := open()
+	k2, ca2 := open()
+	if k1 != k2 || string(ca1) != string(ca2) {
+		t.Fatalf("after restart: verifier key %s → %s, ca.pem changed: %v", k1, k2, string(ca1) != string(ca2))
+	}
+}
