@@ -260,7 +260,7 @@ func EnsureSigningKey(ctx context.Context, st keystore.Store, name string, alg k
 		return nil, fmt.Errorf("key store: key %s: %w", name, err)
 	}
 	if err := st.CreateSigningKey(ctx, name, alg); err != nil && !errors.Is(err, keystore.ErrExists) {
-		return nil, fmt.Errorf("key store: key %s does not exist and could not be created (create it with `fedtune keys create --alg %s %s`): %w", name, alg, name, err)
+		return nil, fmt.Errorf("key store: key %s does not exist and could not be created (an operator creates it with `fedtune keys create --alg %s %s`, adding --keystore vault and the Vault flags for Vault): %w", name, alg, name, err)
 	}
 	return st.Signer(ctx, name)
 }
