@@ -50,8 +50,8 @@ func TestEncodeDecodeErrorBound(t *testing.T) {
 	r := mrand.New(mrand.NewPCG(3, 4))
 	for _, tc := range []struct {
 		dim, n int
-		clip  float64
-		scale float64 // 0: ChooseScale
+		clip   float64
+		scale  float64 // 0: ChooseScale
 	}{{1, 1, 1, 0}, {7, 3, 0.5, 0}, {1000, 10, 2, 0}, {3000, 5, 1, 64}, {513, 20, 1, 1024}} {
 		c := Config{Dim: tc.dim, ClipNorm: tc.clip, MaxSites: tc.n, Scale: tc.scale}
 		if c.Scale == 0 {
