@@ -13,7 +13,8 @@ import (
 //
 //  1. AdvertiseKeys() → send *AdvertiseKeys
 //  2. ShareKeys(*KeyList) → send *ShareKeys
-//  3. MaskedInput(*ShareKeysRelay, input) → send *MaskedInput
+//  3. MaskedInput(*ShareKeysRelay, input) → send *MaskedInput; the client
+//     keeps the relay's envelopes until Unmask, so do not modify them
 //  4. ConsistencyCheck(*SurvivorList) → send *ConsistencySig
 //  5. Unmask(*ConsistencyCertificate) → send *UnmaskShares
 //
@@ -40,9 +41,14 @@ type Client struct {
 	// shares received: of each peer's s and b; own shares included.
 	sShares, bShares map[SiteID][32]byte
 	pairKeys         map[SiteID][]byte // PQ: shared secrets established in ShareKeys (peer > self)
-	u2               []SiteID
-	u3               []SiteID
-	u3Digest         [32]byte
+	// relayed holds the envelopes of U2 \ {self} from MaskedInput until
+	// Unmask opens them; sigChecked[i] says whether relayed[i]'s signature
+	// was already verified in MaskedInput (PQ mode, From < self).
+	relayed    []*Envelope
+	sigChecked []bool
+	u2         []SiteID
+	u3         []SiteID
+	u3Digest   [32]byte
 }
 
 // NewClient returns the state machine of site self (1 ≤ self ≤ N) for the
@@ -88,6 +94,7 @@ func (c *Client) wipe() {
 	c.sSecret, c.bSecret = [32]byte{}, [32]byte{}
 	c.mask, c.enc = nil, nil
 	c.sShares, c.bShares, c.pairKeys = nil, nil, nil
+	c.relayed, c.sigChecked = nil, nil
 }
 
 func (c *Client) enter(s Stage) error {
@@ -236,12 +243,28 @@ func (c *Client) ShareKeys(kl *KeyList) (*ShareKeys, error) {
 }
 
 // checkEnvelope verifies an envelope's signature and shape (client and server).
+// The order of the checks (transcript, signature, KEM ciphertext) decides
+// which class is reported when several fail.
 func checkEnvelope(p Params, ctx [32]byte, keys *keyring, transcript [32]byte, env *Envelope) (error, string) {
 	if env.Transcript != transcript {
-		return ErrInconsistent, fmt.Sprintf("envelope %d→%d was made for another key list", env.From, env.To)
+		return envelopeTranscriptErr(env)
 	}
-	if !keys.verify(env.From, signedBytes(ctx, func(e *encoder) { env.appendSigned(e, p.Round) }), env.Sig) {
-		return ErrBadSignature, fmt.Sprintf("envelope %d→%d", env.From, env.To)
+	if class, why := checkEnvelopeSig(p, ctx, keys, env); class != nil {
+		return class, why
+	}
+	return checkEnvelopeShape(p, transcript, env)
+}
+
+func envelopeTranscriptErr(env *Envelope) (error, string) {
+	return ErrInconsistent, fmt.Sprintf("envelope %d→%d was made for another key list", env.From, env.To)
+}
+
+// checkEnvelopeShape checks what needs no public-key operation: the
+// transcript the envelope was made under and the presence and size of the
+// mask KEM ciphertext.
+func checkEnvelopeShape(p Params, transcript [32]byte, env *Envelope) (error, string) {
+	if env.Transcript != transcript {
+		return envelopeTranscriptErr(env)
 	}
 	wantCT := p.PQ && env.From < env.To
 	switch {
@@ -253,13 +276,51 @@ func checkEnvelope(p Params, ctx [32]byte, keys *keyring, transcript [32]byte, e
 	return nil, ""
 }
 
-// MaskedInput decrypts the shares relayed from U2, derives the pairwise mask
-// keys and returns
+// checkEnvelopeSig verifies an envelope's signature under its sender's
+// roster key.
+func checkEnvelopeSig(p Params, ctx [32]byte, keys *keyring, env *Envelope) (error, string) {
+	if !keys.verify(env.From, signedBytes(ctx, func(e *encoder) { env.appendSigned(e, p.Round) }), env.Sig) {
+		return ErrBadSignature, fmt.Sprintf("envelope %d→%d", env.From, env.To)
+	}
+	return nil, ""
+}
+
+// MaskedInput checks the shape of the envelopes relayed from U2, derives the
+// pairwise mask keys and returns
 //
 //	y_u = x_u + PRG(b_u) + Σ_{v∈U2, v<u} PRG(s_{u,v}) − Σ_{v∈U2, v>u} PRG(s_{u,v})   (mod 2^32)
 //
 // (Bonawitz et al. 2017, Fig. 4, round 2). input must have VectorLen words;
 // it is not modified.
+//
+// As in Bonawitz et al. 2017, Fig. 4 (round 2 stores the ciphertexts, round 4
+// decrypts them), the envelopes are only kept here: their signatures are
+// verified and their shares decrypted in [Client.Unmask], which aborts before
+// revealing anything if one is forged or does not open. Deferring is safe
+// because nothing this stage sends depends on an envelope's shares or on its
+// authenticity:
+//
+//   - the masks come from s_u, b_u and the peers' mask keys in the KeyList,
+//     whose signatures ShareKeys verified; a forged envelope cannot change
+//     them, it can only make this site count a site of U1 in U2, which adds a
+//     mask the server cannot remove without that site's secret;
+//   - the masked input y_u reveals nothing about x_u without b_u and the
+//     pairwise secrets, and a share of them is only released in Unmask, after
+//     every envelope has been verified and opened;
+//   - the server still cannot read an envelope (HPKE to this site's EncPK).
+//
+// What moves is the point of detection: a forged or undecryptable envelope
+// now aborts the site one stage later, after it has sent y_u and its
+// consistency signature but before it reveals any share. The site then counts
+// as one that dropped after ConsistencyCheck: the server learns the sum over
+// U3 if at least T other survivors answer, and nothing else.
+//
+// One exception stays here: in PQ mode the envelope from a lower-numbered
+// peer v carries the KEM ciphertext of the pairwise key s_{u,v}, which the
+// mask does depend on. Its signature is verified before decapsulation;
+// otherwise a server could substitute a ciphertext it encapsulated itself,
+// learn s_{u,v} for every lower peer, and for the highest-numbered site strip
+// every pairwise mask once the other sites reveal b_u in Unmask.
 func (c *Client) MaskedInput(relay *ShareKeysRelay, input []uint32) (*MaskedInput, error) {
 	const st = StageMaskedInput
 	if err := c.enter(st); err != nil {
@@ -292,42 +353,34 @@ func (c *Client) MaskedInput(relay *ShareKeysRelay, input []uint32) (*MaskedInpu
 		if _, ok := c.u1[env.From]; !ok || env.From == c.self {
 			return nil, c.abort(st, ErrInvalid, "relay carries an envelope from site %d, which is not in U1", env.From)
 		}
+		if class, why := checkEnvelopeShape(c.p, c.transcript, env); class != nil {
+			return nil, c.abort(st, class, "%s", why)
+		}
 	}
-	// Verify, decrypt and agree on keys for all envelopes in parallel; the
-	// first failure in envelope order decides the abort reason.
-	type opened struct {
-		sSh, bSh [32]byte
-		shared   []byte
-		class    error
-		why      string
+	// Agree on the pairwise keys in parallel (verifying first the signature
+	// of each envelope whose KEM ciphertext is used); the first failure in
+	// envelope order decides the abort reason.
+	type agreed struct {
+		shared    []byte
+		sigTested bool
+		class     error
+		why       string
 	}
-	res := make([]opened, len(relay.Envelopes))
+	res := make([]agreed, len(relay.Envelopes))
 	parallelFor(len(relay.Envelopes), prg.Workers(c.p.Workers), func(i int) {
 		env := relay.Envelopes[i]
 		r := &res[i]
-		if r.class, r.why = checkEnvelope(c.p, c.ctx, c.keys, c.transcript, env); r.class != nil {
-			return
-		}
-		info := shareInfo(c.ctx, c.transcript, env.From, c.self)
 		var err error
-		if r.sSh, r.bSh, err = openShares(c.p.PQ, c.enc.sk, info, env.Enc, env.Sealed, env.From, c.self); err != nil {
-			r.class, r.why = ErrInvalid, fmt.Sprintf("decrypting shares from site %d: %v", env.From, err)
-			return
-		}
-		if _, err := parseScalar(r.sSh); err != nil {
-			r.class, r.why = ErrInvalid, fmt.Sprintf("share of site %d's mask-key secret: %v", env.From, err)
-			return
-		}
-		if _, err := parseScalar(r.bSh); err != nil {
-			r.class, r.why = ErrInvalid, fmt.Sprintf("share of site %d's self-mask secret: %v", env.From, err)
-			return
-		}
 		switch {
 		case !c.p.PQ:
 			if r.shared, err = c.mask.agree(c.u1[env.From].MaskPK); err != nil {
 				r.class, r.why = ErrInvalid, fmt.Sprintf("X25519 with site %d: %v", env.From, err)
 			}
 		case env.From < c.self:
+			r.sigTested = true
+			if r.class, r.why = checkEnvelopeSig(c.p, c.ctx, c.keys, env); r.class != nil {
+				return
+			}
 			if r.shared, err = c.mask.decapsulate(env.MaskCT); err != nil {
 				r.class, r.why = ErrInvalid, fmt.Sprintf("decapsulating the mask key from site %d: %v", env.From, err)
 			}
@@ -337,12 +390,14 @@ func (c *Client) MaskedInput(relay *ShareKeysRelay, input []uint32) (*MaskedInpu
 	})
 	u2 := []SiteID{c.self}
 	terms := []prg.Term{{Key: selfMaskKey(c.ctx, c.self, c.bSecret)}}
+	c.relayed = make([]*Envelope, len(relay.Envelopes))
+	c.sigChecked = make([]bool, len(relay.Envelopes))
 	for i, env := range relay.Envelopes {
 		r := &res[i]
 		if r.class != nil {
 			return nil, c.abort(st, r.class, "%s", r.why)
 		}
-		c.sShares[env.From], c.bShares[env.From] = r.sSh, r.bSh
+		c.relayed[i], c.sigChecked[i] = env, r.sigTested
 		v := env.From
 		lo, hi := min(c.self, v), max(c.self, v)
 		// Δ_{u,v} = +1 if u > v, −1 if u < v (Bonawitz et al. 2017, §4).
@@ -352,8 +407,8 @@ func (c *Client) MaskedInput(relay *ShareKeysRelay, input []uint32) (*MaskedInpu
 	slices.Sort(u2)
 	c.u2 = u2
 
-	y := slices.Clone(input)
-	prg.Apply(y, terms, c.p.Workers)
+	y := make([]uint32, len(input))
+	prg.ApplyTo(y, input, terms, c.p.Workers)
 	c.pairKeys = nil
 
 	m := &MaskedInput{
@@ -367,6 +422,47 @@ func (c *Client) MaskedInput(relay *ShareKeysRelay, input []uint32) (*MaskedInpu
 	}
 	c.stage = StageConsistencyCheck
 	return m, nil
+}
+
+// openRelayed verifies the signatures (those not verified in MaskedInput) and
+// opens the envelopes kept by MaskedInput, in parallel, and records the
+// shares they carry. The first failure in envelope order decides the class.
+func (c *Client) openRelayed() (error, string) {
+	type opened struct {
+		sSh, bSh [32]byte
+		class    error
+		why      string
+	}
+	res := make([]opened, len(c.relayed))
+	parallelFor(len(c.relayed), prg.Workers(c.p.Workers), func(i int) {
+		env := c.relayed[i]
+		r := &res[i]
+		if !c.sigChecked[i] {
+			if r.class, r.why = checkEnvelopeSig(c.p, c.ctx, c.keys, env); r.class != nil {
+				return
+			}
+		}
+		info := shareInfo(c.ctx, c.transcript, env.From, c.self)
+		var err error
+		if r.sSh, r.bSh, err = openShares(c.p.PQ, c.enc.sk, info, env.Enc, env.Sealed, env.From, c.self); err != nil {
+			r.class, r.why = ErrInvalid, fmt.Sprintf("decrypting shares from site %d: %v", env.From, err)
+			return
+		}
+		if _, err := parseScalar(r.sSh); err != nil {
+			r.class, r.why = ErrInvalid, fmt.Sprintf("share of site %d's mask-key secret: %v", env.From, err)
+			return
+		}
+		if _, err := parseScalar(r.bSh); err != nil {
+			r.class, r.why = ErrInvalid, fmt.Sprintf("share of site %d's self-mask secret: %v", env.From, err)
+		}
+	})
+	for i, env := range c.relayed {
+		if r := &res[i]; r.class != nil {
+			return r.class, r.why
+		}
+		c.sShares[env.From], c.bShares[env.From] = res[i].sSh, res[i].bSh
+	}
+	return nil, ""
 }
 
 // ConsistencyCheck signs the survivor set U3 after checking it: sorted,
@@ -408,8 +504,10 @@ func (c *Client) ConsistencyCheck(sl *SurvivorList) (*ConsistencySig, error) {
 }
 
 // Unmask checks the consistency certificate — the same U3 this site signed,
-// and valid signatures over it from at least T distinct sites of U3 — and
-// only then reveals, for each site of U2 \ U3, its share of that site's
+// and valid signatures over it from at least T distinct sites of U3 — then
+// verifies and decrypts the envelopes kept by MaskedInput (aborting with
+// ErrBadSignature or ErrInvalid if one is forged or does not open), and only
+// then reveals, for each site of U2 \ U3, its share of that site's
 // mask-key secret, and for each site of U3, its share of the self-mask
 // secret. It never reveals both for one site, and answers at most once.
 func (c *Client) Unmask(cert *ConsistencyCertificate) (*UnmaskShares, error) {
@@ -442,6 +540,9 @@ func (c *Client) Unmask(cert *ConsistencyCertificate) (*UnmaskShares, error) {
 			// list: the server equivocated.
 			return nil, c.abort(st, ErrInconsistent, "signature of site %d does not cover the survivor set this site signed", ss.Site)
 		}
+	}
+	if class, why := c.openRelayed(); class != nil {
+		return nil, c.abort(st, class, "%s", why)
 	}
 	m := &UnmaskShares{Round: c.p.Round, Site: c.self, Transcript: c.transcript, SurvivorDigest: c.u3Digest}
 	for _, v := range c.u2 {

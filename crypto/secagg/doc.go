@@ -79,7 +79,11 @@
 //   - every KeyList entry is signed by its roster key, and its own entry is
 //     unchanged;
 //   - every relayed envelope is signed by its sender, made under the same
-//     KeyList, and decrypts;
+//     KeyList, and decrypts. MaskedInput checks only what needs no
+//     public-key operation and keeps the envelopes; Unmask verifies and
+//     opens them before revealing any share (Bonawitz et al. 2017, Fig. 4).
+//     In PQ mode an envelope whose KEM ciphertext the mask depends on
+//     (from a lower-numbered peer) is verified in MaskedInput, before use;
 //   - the survivor set U3 is a subset of the U2 it saw, and the certificate
 //     carries at least T valid signatures over exactly the U3 it signed; if
 //     not, it aborts with [ErrInconsistent] before revealing anything;

@@ -39,9 +39,11 @@ type Result struct {
 	SigAlg    string `json:"sig_alg"`
 	Threads   int    `json:"threads"`
 
-	// ClientMaskS is the median time of one site's MaskedInput stage (decrypt
-	// and check the relayed shares, derive N−1 pairwise keys, expand and add
-	// N masks, hash and sign).
+	// ClientMaskS is the median time of one site's MaskedInput stage (check
+	// the shape of the relayed envelopes, derive N−1 pairwise keys, expand
+	// and add N masks, hash and sign; the envelopes are verified and
+	// decrypted in Unmask, except in PQ mode the signatures of those from
+	// lower-numbered peers).
 	ClientMaskS float64 `json:"client_mask_s"`
 	// KeystreamS is the median time to generate the same N·m keystream words
 	// with raw AES-128-CTR and the same threads, without adding them anywhere.

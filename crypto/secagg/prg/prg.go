@@ -93,7 +93,26 @@ func Workers(w int) int {
 //
 // using up to workers goroutines (0 means GOMAXPROCS).
 func Apply(dst []uint32, terms []Term, workers int) {
-	run(len(dst), dst, terms, [16]byte{}, workers)
+	run(len(dst), dst, nil, terms, [16]byte{}, workers)
+}
+
+// ApplyTo sets dst to src plus (or minus) the mask of every term:
+//
+//	copy(dst, src); Apply(dst, terms, workers)
+//
+// but copies each chunk of src inside the worker that masks it, right before
+// its keystreams are added, so the copy runs in parallel and the chunk is
+// still in cache when the additions read it. dst and src must have the same
+// length and must not overlap unless they are the same slice.
+func ApplyTo(dst, src []uint32, terms []Term, workers int) {
+	if len(dst) != len(src) {
+		panic(fmt.Sprintf("prg: ApplyTo with %d destination words and %d source words", len(dst), len(src)))
+	}
+	if len(terms) == 0 {
+		copy(dst, src)
+		return
+	}
+	run(len(dst), dst, src, terms, [16]byte{}, workers)
 }
 
 // Keystream generates the same keystream words as Apply for a vector of m
@@ -101,13 +120,13 @@ func Apply(dst []uint32, terms []Term, workers int) {
 // of adding them into an accumulator. It is the baseline that Apply's cost is
 // measured against: raw AES-128-CTR over the same number of mask words.
 func Keystream(m int, terms []Term, workers int) {
-	run(m, nil, terms, [16]byte{}, workers)
+	run(m, nil, nil, terms, [16]byte{}, workers)
 }
 
 // run applies terms to dst[:m], or only generates the keystream when dst is
-// nil. base is the initial counter block (zero in the protocol; the
+// nil. If src is not nil, each chunk of dst is first set from src. base is the initial counter block (zero in the protocol; the
 // known-answer tests use the SP 800-38A one).
-func run(m int, dst []uint32, terms []Term, base [16]byte, workers int) {
+func run(m int, dst, src []uint32, terms []Term, base [16]byte, workers int) {
 	if m == 0 || len(terms) == 0 {
 		return
 	}
@@ -149,6 +168,9 @@ func run(m int, dst []uint32, terms []Term, base [16]byte, workers int) {
 				start := c * ChunkWords
 				end := min(start+ChunkWords, m)
 				n := end - start
+				if src != nil {
+					copy(dst[start:end], src[start:end])
+				}
 				for i := 0; i < len(ex); {
 					// A group: up to four consecutive terms of one sign.
 					g := 1

@@ -35,7 +35,7 @@ func TestSP80038A(t *testing.T) {
 	for _, workers := range []int{1, 2, 3} {
 		// 15 words: the last AES block is used partially.
 		dst := make([]uint32, 15)
-		run(len(dst), dst, []Term{term}, base, workers)
+		run(len(dst), dst, nil, []Term{term}, base, workers)
 		for i, w := range dst {
 			want := binary.LittleEndian.Uint32(ct[4*i:]) ^ binary.LittleEndian.Uint32(pt[4*i:])
 			if w != want {
@@ -103,8 +103,45 @@ func TestApplyMatchesReference(t *testing.T) {
 			if !slices.Equal(buf[1:m+1], want) {
 				t.Fatalf("m=%d workers=%d: Apply differs from reference", m, workers)
 			}
+			// ApplyTo into a fresh buffer: same result, source untouched.
+			src := slices.Clone(init)
+			buf = make([]uint32, m+2)
+			buf[0], buf[m+1] = 0xdeadbeef, 0xcafef00d
+			ApplyTo(buf[1:m+1], src, terms, workers)
+			if buf[0] != 0xdeadbeef || buf[m+1] != 0xcafef00d {
+				t.Fatalf("m=%d workers=%d: ApplyTo overwrote guard words", m, workers)
+			}
+			if !slices.Equal(buf[1:m+1], want) {
+				t.Fatalf("m=%d workers=%d: ApplyTo differs from reference", m, workers)
+			}
+			if !slices.Equal(src, init) {
+				t.Fatalf("m=%d workers=%d: ApplyTo modified its source", m, workers)
+			}
+			// In place (dst and src the same slice) it is Apply.
+			ApplyTo(src, src, terms, workers)
+			if !slices.Equal(src, want) {
+				t.Fatalf("m=%d workers=%d: in-place ApplyTo differs from reference", m, workers)
+			}
 		}
 	}
+}
+
+func TestApplyToWithoutTermsCopies(t *testing.T) {
+	src := []uint32{1, 2, 3}
+	dst := make([]uint32, 3)
+	ApplyTo(dst, src, nil, 2)
+	if !slices.Equal(dst, src) {
+		t.Fatalf("ApplyTo without terms = %v, want a copy of %v", dst, src)
+	}
+}
+
+func TestApplyToLengthMismatchPanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("ApplyTo accepted slices of different lengths")
+		}
+	}()
+	ApplyTo(make([]uint32, 4), make([]uint32, 5), []Term{{}}, 1)
 }
 
 func TestAddThenSubIsIdentity(t *testing.T) {
