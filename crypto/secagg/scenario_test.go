@@ -31,6 +31,8 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected transcripts in t
 //	split SITE                 show SITE a survivor set without the last survivor,
 //	                           then a certificate over it carrying the others' signatures
 //	hide SITE PEER             drop PEER's envelope from SITE's relay
+//	forge-envelope SITE PEER   flip a bit of the signature of PEER's envelope
+//	                           in SITE's relay (may repeat)
 //	substitute SITE PEER       replace PEER's encryption key in SITE's key list
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob("testdata/scenarios/*.txt")
@@ -150,6 +152,7 @@ func runScenario(script string) (string, error) {
 	drop := map[secagg.SiteID]secagg.Stage{}
 	var rules []clientRule
 	var splitSite, hideSite, hidePeer, subSite, subPeer secagg.SiteID
+	forgedEnv := map[[2]secagg.SiteID]bool{} // {site, peer}
 	for ln, line := range strings.Split(script, "\n") {
 		line, _, _ = strings.Cut(line, "#")
 		f := strings.Fields(line)
@@ -233,7 +236,7 @@ func runScenario(script string) (string, error) {
 				return "", err
 			}
 			splitSite = secagg.SiteID(x)
-		case "hide", "substitute":
+		case "hide", "substitute", "forge-envelope":
 			if len(f) != 3 {
 				return "", bad("want %s SITE PEER", f[0])
 			}
@@ -245,9 +248,12 @@ func runScenario(script string) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			if f[0] == "hide" {
+			switch f[0] {
+			case "hide":
 				hideSite, hidePeer = secagg.SiteID(a), secagg.SiteID(b)
-			} else {
+			case "forge-envelope":
+				forgedEnv[[2]secagg.SiteID{secagg.SiteID(a), secagg.SiteID(b)}] = true
+			default:
 				subSite, subPeer = secagg.SiteID(a), secagg.SiteID(b)
 			}
 		default:
@@ -310,11 +316,19 @@ func runScenario(script string) (string, error) {
 					return &c
 				}
 			case *secagg.ShareKeysRelay:
+				c := *m
+				c.Envelopes = slices.Clone(m.Envelopes)
 				if to == hideSite {
-					c := *m
-					c.Envelopes = slices.DeleteFunc(slices.Clone(m.Envelopes), func(e *secagg.Envelope) bool { return e.From == hidePeer })
-					return &c
+					c.Envelopes = slices.DeleteFunc(c.Envelopes, func(e *secagg.Envelope) bool { return e.From == hidePeer })
 				}
+				for i, e := range c.Envelopes {
+					if forgedEnv[[2]secagg.SiteID{to, e.From}] {
+						ce := *e
+						ce.Sig = flipSig(e.Sig)
+						c.Envelopes[i] = &ce
+					}
+				}
+				return &c
 			case *secagg.SurvivorList:
 				if to == splitSite {
 					return &secagg.SurvivorList{Round: m.Round, Sites: m.Sites[:len(m.Sites)-1]}
