@@ -105,8 +105,8 @@ type Client struct {
 	st     state
 	ledger *ledger.Ledger
 	model  *model.Model
-	data   *Dataset
-	eval   *Dataset
+	data   *trainer.Dataset
+	eval   *trainer.Dataset
 	digest string
 
 	conn *grpc.ClientConn

@@ -1,89 +1,20 @@
 package client
 
 import (
-	"bufio"
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/fedtune/fedtune/model"
 	"github.com/fedtune/fedtune/model/tokenizer"
+	"github.com/fedtune/fedtune/trainer"
 )
 
-// Dataset is a site's tokenized records.
-type Dataset struct {
-	Path     string
-	SHA256   string
-	Examples []model.Example
-}
-
-// LoadDataset reads JSONL records ({"text"} or {"prompt","completion"},
-// loss on the completion only) and tokenizes them with tok, truncating to
-// maxSeq tokens. Errors name the file and line.
-func LoadDataset(path string, tok *tokenizer.Tokenizer, maxSeq int) (*Dataset, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(raw)
-	ds := &Dataset{Path: path, SHA256: "sha256:" + hex.EncodeToString(sum[:])}
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 1<<16), 1<<24)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		var rec struct {
-			Text       *string `json:"text"`
-			Prompt     *string `json:"prompt"`
-			Completion *string `json:"completion"`
-		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rec); err != nil {
-			return nil, fmt.Errorf("%s:%d: %v", path, line, err)
-		}
-		var ids, labels []int
-		switch {
-		case rec.Text != nil && rec.Prompt == nil && rec.Completion == nil:
-			ids = tok.Encode(*rec.Text, true)
-			labels = append([]int(nil), ids...)
-		case rec.Text == nil && rec.Prompt != nil && rec.Completion != nil:
-			p := tok.Encode(*rec.Prompt, true)
-			c := tok.Encode(*rec.Completion, false)
-			ids = append(p, c...)
-			labels = make([]int, len(ids))
-			for i := range labels {
-				labels[i] = -100
-				if i >= len(p) {
-					labels[i] = ids[i]
-				}
-			}
-		default:
-			return nil, fmt.Errorf(`%s:%d: want {"text": ...} or {"prompt": ..., "completion": ...}`, path, line)
-		}
-		if len(ids) > maxSeq {
-			ids, labels = ids[:maxSeq], labels[:maxSeq]
-		}
-		if len(ids) < 2 {
-			return nil, fmt.Errorf("%s:%d: record has fewer than 2 tokens", path, line)
-		}
-		ds.Examples = append(ds.Examples, model.Example{InputIDs: ids, Labels: labels})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(ds.Examples) == 0 {
-		return nil, fmt.Errorf("%s: no records", path)
-	}
-	return ds, nil
+// LoadDataset reads and tokenizes a site's JSONL records exactly as
+// trainer.Run does for training ({"text"}, {"prompt","completion"} with the
+// loss on the completion only, or pre-tokenized {"input_ids","labels"}), so
+// evaluation sees the same examples training would; records longer than
+// maxSeq tokens are cut. Errors name the file and line.
+func LoadDataset(path string, tok *tokenizer.Tokenizer, maxSeq int) (*trainer.Dataset, error) {
+	return trainer.LoadJSONL(path, tok, trainer.LoadOptions{MaxLength: maxSeq, Vocab: tok.VocabSize()})
 }
 
 // LoadTokenizer loads tokenizer.json from a model directory.

@@ -17,7 +17,10 @@ import (
 // Tokenizer is what data loading needs from a tokenizer
 // (*tokenizer.Tokenizer satisfies it).
 type Tokenizer interface {
-	Encode(text string, addSpecial bool) []int
+	// EncodeSplitSpecial encodes text with special-token strings in it
+	// treated as plain text: a record is data, and "</s>" written in a
+	// clinical note must not become a control token.
+	EncodeSplitSpecial(text string, addSpecial bool) []int
 	EOS() (int, bool)
 }
 
@@ -133,7 +136,7 @@ func LoadJSONL(path string, tok Tokenizer, o LoadOptions) (*Dataset, error) {
 			if tok == nil {
 				return nil, bad("text record but no tokenizer")
 			}
-			ids := tok.Encode(*rec.Text, true)
+			ids := tok.EncodeSplitSpecial(*rec.Text, true)
 			if eos, ok := tok.EOS(); ok {
 				ids = append(ids, eos)
 			}
@@ -142,8 +145,8 @@ func LoadJSONL(path string, tok Tokenizer, o LoadOptions) (*Dataset, error) {
 			if tok == nil {
 				return nil, bad("prompt/completion record but no tokenizer")
 			}
-			p := tok.Encode(*rec.Prompt, true)
-			c := tok.Encode(*rec.Completion, false)
+			p := tok.EncodeSplitSpecial(*rec.Prompt, true)
+			c := tok.EncodeSplitSpecial(*rec.Completion, false)
 			if eos, ok := tok.EOS(); ok {
 				c = append(c, eos)
 			}

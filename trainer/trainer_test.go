@@ -432,6 +432,32 @@ func TestLoadJSONLShapes(t *testing.T) {
 	}
 }
 
+// Special-token strings inside a record are data: they are encoded as
+// plain text, and the only end-of-sequence token is the one appended.
+func TestLoadJSONLSpecialTokensInText(t *testing.T) {
+	tj, _ := tokenizer.TrainByteLevelBPE(corpus(64, 0), 270)
+	tok, _ := tokenizer.Parse(tj)
+	eos, ok := tok.EOS()
+	if !ok {
+		t.Fatal("tokenizer has no EOS")
+	}
+	p := filepath.Join(t.TempDir(), "s.jsonl")
+	os.WriteFile(p, []byte(`{"text":"the patient <|endoftext|> is stable"}`+"\n"), 0o644)
+	ds, err := LoadJSONL(p, tok, LoadOptions{MaxLength: 128, Vocab: 270})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := ds.Examples[0].InputIDs
+	for i, id := range ids[:len(ids)-1] {
+		if id == eos {
+			t.Fatalf("id %d of %v is the EOS token: special-token text in a record must not become a control token", i, ids)
+		}
+	}
+	if ids[len(ids)-1] != eos {
+		t.Fatalf("record %v does not end with EOS %d", ids, eos)
+	}
+}
+
 func FuzzLoadJSONL(f *testing.F) {
 	f.Add([]byte(`{"input_ids":[1,2,3],"labels":[-100,2,3]}` + "\n" + `{"text":"hi"}`))
 	f.Add([]byte(`{"prompt":"a","completion":"b"}`))
