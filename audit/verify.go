@@ -8,6 +8,7 @@ import (
 	"math"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/fedtune/fedtune/audit/merkle"
@@ -357,8 +358,23 @@ type epsJob struct {
 }
 
 // recomputeEpsilon runs the accountant for every spend, in parallel (the
-// computations are independent), and reports in entry order.
+// computations are independent), and reports in entry order. Spends with
+// byte-identical event histories and δ (sites of one federation sharing a
+// DP configuration) are computed once.
 func recomputeEpsilon(r *Result, eps EpsilonFunc, jobs []epsJob, workers int) {
+	first := map[string]int{} // history key → index of the job that computes it
+	same := make([]int, len(jobs))
+	var unique []int
+	for i := range jobs {
+		k := epsKey(&jobs[i])
+		if f, ok := first[k]; ok {
+			same[i] = f
+			continue
+		}
+		first[k] = i
+		same[i] = i
+		unique = append(unique, i)
+	}
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for w := 0; w < workers; w++ {
@@ -370,11 +386,14 @@ func recomputeEpsilon(r *Result, eps EpsilonFunc, jobs []epsJob, workers int) {
 			}
 		}()
 	}
-	for i := range jobs {
+	for _, i := range unique {
 		next <- i
 	}
 	close(next)
 	wg.Wait()
+	for i, f := range same {
+		jobs[i].got, jobs[i].err = jobs[f].got, jobs[f].err
+	}
 	for i := range jobs {
 		j := &jobs[i]
 		if j.err != nil {
@@ -390,4 +409,16 @@ func recomputeEpsilon(r *Result, eps EpsilonFunc, jobs []epsJob, workers int) {
 			r.problem(j.entry, "", "site %s: recomputed cumulative ε %v exceeds its cap %v", j.site, got, j.cap)
 		}
 	}
+}
+
+// epsKey identifies a recomputation by its inputs: δ and the events'
+// bytes, each length-prefixed so that no two histories share a key.
+func epsKey(j *epsJob) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%x;", math.Float64bits(j.delta))
+	for _, e := range j.events {
+		fmt.Fprintf(&b, "%d:", len(e))
+		b.Write(e)
+	}
+	return b.String()
 }
