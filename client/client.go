@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,6 +19,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
 	"github.com/fedtune/fedtune/aggregator"
 	"github.com/fedtune/fedtune/audit"
 	"github.com/fedtune/fedtune/audit/merkle"
@@ -28,14 +32,11 @@ import (
 	"github.com/fedtune/fedtune/dp/accounting"
 	"github.com/fedtune/fedtune/dp/ledger"
 	"github.com/fedtune/fedtune/dp/ledger/ledgerfs"
+	"github.com/fedtune/fedtune/internal/atomicfile"
 	"github.com/fedtune/fedtune/model"
 	pb "github.com/fedtune/fedtune/proto/fedtune/v1"
 	"github.com/fedtune/fedtune/server"
 	"github.com/fedtune/fedtune/trainer"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
 )
 
 // Key names in the site's key store.
@@ -230,7 +231,7 @@ func (c *Client) saveState() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(c.path("state.json"), b, 0o600)
+	return atomicfile.Write(c.path("state.json"), b, 0o600)
 }
 
 // Close releases the connection and the Vault session.
@@ -293,7 +294,7 @@ func (c *Client) enroll(ctx context.Context) error {
 }
 
 func (c *Client) storeCert(resp *pb.EnrollResponse) error {
-	if err := writeAtomic(c.path("cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: resp.Certificate}), 0o600); err != nil {
+	if err := atomicfile.Write(c.path("cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: resp.Certificate}), 0o600); err != nil {
 		return err
 	}
 	c.st.Enrolled = true
@@ -920,18 +921,3 @@ func (c *Client) summarize(sum *Summary) (*Summary, error) {
 	}
 	return sum, nil
 }
-
-func writeAtomic(path string, data []byte, perm fs.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		f.Sync()
-		f.Close()
-	}
-	return os.Rename(tmp, path)
-}
-
-var _ = ed25519.PublicKeySize

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/fedtune/fedtune/internal/atomicfile"
 	"github.com/fedtune/fedtune/kernels"
 	"github.com/fedtune/fedtune/model/hf"
 	"github.com/fedtune/fedtune/model/safetensors"
@@ -93,7 +94,7 @@ func MergeCheckpoint(modelDir, adapterDir, outDir string) error {
 		if err != nil {
 			return err
 		}
-		if err := safetensors.WriteFileAtomic(filepath.Join(outDir, name), raw, 0o644); err != nil {
+		if err := atomicfile.Write(filepath.Join(outDir, name), raw, 0o644); err != nil {
 			return err
 		}
 	}

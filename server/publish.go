@@ -12,6 +12,7 @@ import (
 
 	"github.com/fedtune/fedtune/audit/canonjson"
 	"github.com/fedtune/fedtune/crypto/secagg"
+	"github.com/fedtune/fedtune/internal/atomicfile"
 	"github.com/fedtune/fedtune/model"
 )
 
@@ -98,10 +99,10 @@ func (d *roundDriver) writeVersion(ctx context.Context, a *model.Adapter, dir st
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, "provenance.json"), append(canon, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, "provenance.json"), append(canon, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, "provenance.sig"), []byte(base64.StdEncoding.EncodeToString(sig)+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, "provenance.sig"), []byte(base64.StdEncoding.EncodeToString(sig)+"\n"), 0o644); err != nil {
 		return err
 	}
 	os.RemoveAll(dir) // a leftover from a crash before the database recorded it

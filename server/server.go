@@ -37,7 +37,6 @@ package server
 import (
 	"cmp"
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -49,7 +48,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/fedtune/fedtune/audit"
 	"io"
 	"io/fs"
 	"log"
@@ -62,14 +60,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fedtune/fedtune/crypto/keystore"
-	pb "github.com/fedtune/fedtune/proto/fedtune/v1"
+	"github.com/fedtune/fedtune/audit"
+	"github.com/fedtune/fedtune/internal/atomicfile"
+
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/fedtune/fedtune/crypto/keystore"
+	pb "github.com/fedtune/fedtune/proto/fedtune/v1"
 )
 
 // Options are the server's clock, randomness and logger; zero values mean
@@ -246,7 +248,7 @@ func (s *Server) initCA(ctx context.Context) error {
 		}
 	}
 	s.ca = ca
-	if err := writeFileAtomic(filepath.Join(s.cfg.DataDir, "ca.pem"), pemCert(newDER), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.cfg.DataDir, "ca.pem"), pemCert(newDER), 0o644); err != nil {
 		return err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), s.rand)
@@ -300,7 +302,7 @@ func (s *Server) firstStart(ctx context.Context) error {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Join(dir, site+".token"), []byte(tok+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, site+".token"), []byte(tok+"\n"), 0o600); err != nil {
 			return err
 		}
 	}
@@ -326,13 +328,13 @@ func (s *Server) writeCredentials(role Role) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "cert.pem"), pemCert(cert.Raw), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "cert.pem"), pemCert(cert.Raw), 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, "ca.pem"), pemCert(s.ca.Cert().Raw), 0o600)
+	return atomicfile.Write(filepath.Join(dir, "ca.pem"), pemCert(s.ca.Cert().Raw), 0o600)
 }
 
 // inviteSite creates a one-time enrollment token for site: 32 random bytes,
@@ -511,30 +513,3 @@ func DirDigest(dir string) (string, error) {
 func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
-
-// writeFileAtomic writes data to path through a synced temporary file.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-var _ crypto.Signer = (*ecdsa.PrivateKey)(nil)

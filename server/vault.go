@@ -18,9 +18,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fedtune/fedtune/crypto/keystore"
-	pb "github.com/fedtune/fedtune/proto/fedtune/v1"
 	"google.golang.org/grpc"
+
+	"github.com/fedtune/fedtune/crypto/keystore"
+	"github.com/fedtune/fedtune/internal/atomicfile"
+	pb "github.com/fedtune/fedtune/proto/fedtune/v1"
 )
 
 // VaultSettings is the "vault" object of a keystore configuration (server
@@ -444,7 +446,7 @@ func (s *Server) initVaultCA(ctx context.Context) error {
 		return err
 	}
 	s.ca = vca
-	if err := writeFileAtomic(filepath.Join(s.cfg.DataDir, "ca.pem"), pemCert(vca.root.Raw), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.cfg.DataDir, "ca.pem"), pemCert(vca.root.Raw), 0o644); err != nil {
 		return err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), s.rand)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/fedtune/fedtune/internal/atomicfile"
 	"github.com/fedtune/fedtune/model"
 )
 
@@ -41,7 +42,7 @@ func saveCheckpoint(out string, step int, ad *model.Adapter, opt optimizer, st c
 	st.OptimizerSHA = hex.EncodeToString(sum[:])
 	st.OptimizerT = optT(opt)
 	st.Step = step
-	if err := writeFileAtomic(filepath.Join(dir, "optimizer.bin"), buf); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "optimizer.bin"), buf, 0o644); err != nil {
 		return err
 	}
 	if err := writeJSONAtomic(filepath.Join(dir, "state.json"), st); err != nil {

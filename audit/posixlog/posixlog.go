@@ -47,6 +47,7 @@ import (
 	"github.com/fedtune/fedtune/audit"
 	"github.com/fedtune/fedtune/audit/merkle"
 	"github.com/fedtune/fedtune/crypto/keystore"
+	"github.com/fedtune/fedtune/internal/atomicfile"
 )
 
 const (
@@ -206,7 +207,7 @@ func (l *Log) recordCheckpoint(text, sig []byte) {
 				err = fmt.Errorf("posixlog: signed a second, different checkpoint of size %d", c.Size)
 			}
 		} else {
-			err = writeAtomic(p, n.Marshal())
+			err = atomicfile.Write(p, n.Marshal(), 0o644)
 		}
 	}
 	if err != nil && l.histErr == nil {
@@ -341,7 +342,7 @@ func (l *Log) AddCosignature(ctx context.Context, size uint64, witness audit.Ver
 	if _, err := audit.VerifyCosignatureLine(n.Text, witness, sigLine); err != nil {
 		return fmt.Errorf("posixlog: cosignature of %s on size %d: %w", witness.Name, size, err)
 	}
-	return writeAtomic(p, append(append([]byte(nil), old...), sigLine...))
+	return atomicfile.Write(p, append(append([]byte(nil), old...), sigLine...), 0o644)
 }
 
 // Entry returns the leaf data of the entry at index, which must be below
@@ -577,34 +578,6 @@ func (l *Log) Export(ctx context.Context, dir string, size uint64, policy audit.
 		}
 	}
 	return &b, nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("posixlog: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("posixlog: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("posixlog: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("posixlog: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("posixlog: %w", err)
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("posixlog: %w", err)
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func marshalPolicy(p audit.Policy) ([]byte, error) {

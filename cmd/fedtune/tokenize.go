@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/fedtune/fedtune/internal/atomicfile"
 	"github.com/fedtune/fedtune/model/tokenizer"
 )
 
@@ -190,7 +190,7 @@ own tokenizer.json.`,
 			for _, t := range corpus {
 				tokens += len(tok.Encode(t, false))
 			}
-			if err := writeTokenizerFile(out, data); err != nil {
+			if err := atomicfile.Write(out, data, 0o644); err != nil {
 				return err
 			}
 			res := tokenizerTrainResult{Out: out, VocabSize: tok.VocabSize(), Records: len(corpus), Bytes: n, Tokens: tokens}
@@ -258,26 +258,4 @@ func parseTokenizeRecord(rec []byte) (string, error) {
 		return "", errors.New(`missing string field "text"`)
 	}
 	return *in.Text, nil
-}
-
-// writeTokenizerFile writes data to path through a temporary file in the same
-// directory, so that a reader never sees a partial file.
-func writeTokenizerFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tokenizer-*.json")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

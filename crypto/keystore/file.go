@@ -20,6 +20,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/fedtune/fedtune/internal/atomicfile"
 )
 
 // FileName is the name of the encrypted key store file in a store's
@@ -304,41 +306,8 @@ func (s *FileStore) write(p *filePayload) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path, data)
-}
-
-// writeFileAtomic writes data to a temporary file in path's directory with
-// mode 0600, syncs it, renames it over path and syncs the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".keystore-*.tmp")
-	if err != nil {
+	if err := atomicfile.Write(s.path, data, 0o600); err != nil {
 		return fmt.Errorf("keystore: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("keystore: writing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

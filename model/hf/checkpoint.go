@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/fedtune/fedtune/internal/atomicfile"
 	"github.com/fedtune/fedtune/model/safetensors"
 )
 
@@ -117,7 +118,7 @@ func InitCheckpoint(dir string, c *Config, seed int64, dtype safetensors.DType, 
 	if err != nil {
 		return err
 	}
-	if err := safetensors.WriteFileAtomic(filepath.Join(dir, "config.json"), append(cfg, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "config.json"), append(cfg, '\n'), 0o644); err != nil {
 		return err
 	}
 	vals := InitTensors(c, seed)
@@ -130,7 +131,7 @@ func InitCheckpoint(dir string, c *Config, seed int64, dtype safetensors.DType, 
 		return err
 	}
 	if tokenizerJSON != nil {
-		if err := safetensors.WriteFileAtomic(filepath.Join(dir, "tokenizer.json"), tokenizerJSON, 0o644); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, "tokenizer.json"), tokenizerJSON, 0o644); err != nil {
 			return err
 		}
 	}

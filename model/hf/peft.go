@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/fedtune/fedtune/model/safetensors"
+	"github.com/fedtune/fedtune/internal/atomicfile"
 )
 
 // Names of the files of a PEFT adapter directory.
@@ -125,7 +125,7 @@ func SaveAdapterConfig(dir string, a *AdapterConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := safetensors.WriteFileAtomic(filepath.Join(dir, AdapterConfigFile), append(raw, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, AdapterConfigFile), append(raw, '\n'), 0o644); err != nil {
 		return err
 	}
 	if len(a.Extra) > 0 {
@@ -133,7 +133,7 @@ func SaveAdapterConfig(dir string, a *AdapterConfig) error {
 		if err != nil {
 			return err
 		}
-		return safetensors.WriteFileAtomic(filepath.Join(dir, AdapterExtraFile), append(x, '\n'), 0o644)
+		return atomicfile.Write(filepath.Join(dir, AdapterExtraFile), append(x, '\n'), 0o644)
 	}
 	return nil
 }

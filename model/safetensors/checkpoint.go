@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/fedtune/fedtune/internal/atomicfile"
 )
 
 // IndexFile is the name of a sharded checkpoint's index.
@@ -198,5 +200,5 @@ func WriteSharded(dir string, tensors []Tensor, metadata map[string]string, maxS
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(dir, IndexFile), append(raw, '\n'), 0o644)
+	return atomicfile.Write(filepath.Join(dir, IndexFile), append(raw, '\n'), 0o644)
 }

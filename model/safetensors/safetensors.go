@@ -28,6 +28,8 @@ import (
 	"os"
 	"sort"
 	"strconv"
+
+	"github.com/fedtune/fedtune/internal/atomicfile"
 )
 
 // DType is a safetensors element type.
@@ -563,5 +565,5 @@ func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return WriteFileAtomic(path, data, 0o644)
+	return atomicfile.Write(path, data, 0o644)
 }
